@@ -1,0 +1,106 @@
+"""Kameng (卡盟): one Flask deployment serving many white-label digital-goods shops."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, request
+from jinja2 import ChoiceLoader
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import load_config
+from .extensions import csrf, db, limiter, login, migrate
+from .tenants.hosts import normalize_host, site_kind
+from .themes import ThemedEnvironment, ThemeLoader
+
+__all__ = ["create_app"]
+
+
+class KamengFlask(Flask):
+    """Flask, routing by kind of site and loading shop templates from themes."""
+
+    jinja_environment = ThemedEnvironment
+
+    def create_global_jinja_loader(self):
+        themes = ThemeLoader(self.config["THEMES_DIR"])
+        return ChoiceLoader([themes, super().create_global_jinja_loader()])
+
+    def create_url_adapter(self, request):
+        # The same path means different pages on the admin host, the landing domain and a
+        # shop ("/" is three pages). Each blueprint is registered under a pseudo-subdomain
+        # naming its kind of site, and every request is matched against the kind of its host.
+        if request is None:
+            return super().create_url_adapter(request)
+        kind = site_kind(normalize_host(request.host), self.config)
+        return self.url_map.bind_to_environ(request.environ, server_name=None, subdomain=kind)
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the application: settings, extensions, tenancy, themes, blueprints and CLI."""
+    app = KamengFlask(__name__, static_folder=None, instance_relative_config=True)
+    app.config.update(load_config(Path(app.instance_path)))
+    if config:
+        app.config.update(config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if app.config["TRUST_PROXY"]:
+        n = app.config["TRUST_PROXY"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
+    app.permanent_session_lifetime = timedelta(days=app.config["SESSION_DAYS"])
+
+    from .security.sessions import AreaSessionInterface
+
+    app.session_interface = AreaSessionInterface()
+
+    # Tenancy first: its before_request must run before CSRF and rate limiting look at the
+    # request, so an unknown host is a plain 404.
+    from . import pages, tenants
+
+    tenants.init_app(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"], render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login.init_app(app)
+    login.session_protection = "basic"
+    pages.init_app(app)
+    _register_blueprints(app)
+
+    from .cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .landing.views import bp as landing
+    from .members.views import bp as members
+    from .merchant.views import bp as merchant
+    from .storefront.views import bp as storefront
+    from .superadmin.views import bp as superadmin
+    from .tenants.hosts import ADMIN, LANDING, SHOP
+
+    app.register_blueprint(landing, subdomain=LANDING)
+    app.register_blueprint(superadmin, subdomain=ADMIN)
+    app.register_blueprint(merchant, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(storefront, subdomain=SHOP)
+    app.register_blueprint(members, subdomain=SHOP)
+
+    # The console's own static files are served on every kind of site.
+    app.static_folder = "static"
+    app.add_url_rule(
+        "/static/<path:filename>",
+        endpoint="static",
+        view_func=app.send_static_file,
+        subdomain="<_site>",
+    )
+
+    @app.url_value_preprocessor
+    def _drop_site(endpoint, values):
+        if values:
+            values.pop("_site", None)
+
+    @app.url_defaults
+    def _add_site(endpoint, values):
+        if "_site" not in values and app.url_map.is_endpoint_expecting(endpoint, "_site"):
+            values["_site"] = site_kind(normalize_host(request.host), app.config)

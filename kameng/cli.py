@@ -1,0 +1,195 @@
+"""The `kameng` command: a FlaskGroup (so `kameng db upgrade`, `kameng shell`, `kameng routes`
+work) with Kameng's own commands. Errors are one line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+from cryptography.fernet import Fernet
+from flask import Flask, current_app
+from flask.cli import AppGroup, FlaskGroup, with_appcontext
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from .config import ConfigError
+from .errors import DomainError
+from .extensions import db
+
+
+def _db_error_message(error: Exception) -> str:
+    text = str(getattr(error, "orig", error)).splitlines()[0]
+    if "no such table" in text or "does not exist" in text:
+        return "the database is not set up yet: run `kameng db upgrade` first"
+    return f"database error: {text}"
+
+
+def one_line_errors(command):
+    """Turn what a user can cause (bad input, a missing database) into one clear line."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DomainError as error:
+            db.session.rollback()
+            raise click.ClickException(error.message) from None
+        except (OperationalError, ProgrammingError) as error:
+            db.session.rollback()
+            raise click.ClickException(_db_error_message(error)) from None
+
+    return wrapper
+
+
+admin_cli = AppGroup("admin", help="Super-admin accounts.")
+tenant_cli = AppGroup("tenant", help="Shops: create, list, suspend, resume.")
+keys_cli = AppGroup("keys", help="Encryption keys for secrets and card codes.")
+
+
+@admin_cli.command("create")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--name", default="")
+@one_line_errors
+def admin_create(email: str, password: str, name: str) -> None:
+    """Create a super-admin who logs in on the admin host."""
+    from .superadmin.service import create_platform_user
+
+    user = create_platform_user(email=email, password=password, name=name)
+    db.session.commit()
+    click.echo(f"Super-admin {user.email} created; log in at {_admin_url()}")
+
+
+@tenant_cli.command("create")
+@click.option("--slug", required=True, help="Subdomain of the shop: <slug>.<PLATFORM_DOMAIN>")
+@click.option("--name", required=True)
+@click.option("--owner-email", required=True)
+@click.option("--owner-password", required=True)
+@one_line_errors
+def tenant_create(slug: str, name: str, owner_email: str, owner_password: str) -> None:
+    """Create a live shop with its owner account."""
+    from .tenants.service import create_tenant, shop_url
+
+    tenant = create_tenant(
+        slug=slug, name=name, owner_email=owner_email, owner_password=owner_password
+    )
+    db.session.commit()
+    console = shop_url(tenant, "/admin/")
+    click.echo(f"Shop {tenant.slug} created: {shop_url(tenant)} (console: {console})")
+
+
+@tenant_cli.command("list")
+@one_line_errors
+def tenant_list() -> None:
+    """List every shop with its status and address."""
+    from .tenants.service import list_tenants, shop_url
+
+    rows = list_tenants()
+    if not rows:
+        click.echo("No shops yet. Create one with `kameng tenant create` or `kameng demo`.")
+        return
+    width = max(len(t.slug) for t in rows)
+    for tenant in reversed(rows):
+        click.echo(f"{tenant.slug:<{width}}  {tenant.status:<9}  {shop_url(tenant)}  {tenant.name}")
+
+
+def _status_command(name: str, verb: str):
+    @tenant_cli.command(name)
+    @click.argument("slug")
+    @one_line_errors
+    def command(slug: str) -> None:
+        from .tenants import service
+
+        tenant = service.get_tenant(slug)
+        getattr(service, f"{name}_tenant")(tenant)
+        db.session.commit()
+        click.echo(f"Shop {tenant.slug} {verb}.")
+
+    command.__doc__ = f"{name.capitalize()} a shop (by its slug)."
+    return command
+
+
+_status_command("suspend", "suspended: buyers now get 503 'temporarily closed'")
+_status_command("resume", "resumed: open to buyers again")
+
+
+@keys_cli.command("generate")
+def keys_generate() -> None:
+    """Print a new encryption key (put it first in ENCRYPTION_KEYS)."""
+    click.echo(Fernet.generate_key().decode())
+
+
+@click.command("demo")
+@with_appcontext
+@one_line_errors
+def demo_command() -> None:
+    """Create the demo (idempotent): a super-admin, shops `demo` and `acme`, one buyer each."""
+    from .demo import seed_demo
+
+    _print_logins(seed_demo())
+
+
+def _print_logins(logins) -> None:
+    from .tenants.hosts import public_url, subdomain_host
+
+    click.echo("Demo ready:")
+    for login in logins:
+        if login.slug is None:
+            url = _admin_url()
+        else:
+            path = "/admin/" if login.who.endswith("owner") else "/login"
+            url = public_url(subdomain_host(login.slug), path)
+        click.echo(f"  {login.who:<12} {url:<38} {login.email} / {login.password}")
+
+
+def _admin_url() -> str:
+    from .tenants.hosts import public_url
+
+    return public_url(current_app.config["ADMIN_HOST"])
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+@with_appcontext
+def serve_command(host: str, port: int, threads: int) -> None:
+    """Serve the whole product (every shop, the consoles, the landing page) with waitress."""
+    from waitress import serve
+
+    app = current_app._get_current_object()
+    app.config["PUBLIC_PORT"] = port
+    domain = app.config["PLATFORM_DOMAIN"]
+    click.echo(f"Kameng on http://{host}:{port}  (PLATFORM_DOMAIN={domain})")
+    click.echo(f"  landing      http://{domain}:{port}/")
+    click.echo(f"  super-admin  http://{app.config['ADMIN_HOST']}:{port}/")
+    click.echo(f"  shops        http://<slug>.{domain}:{port}/  (console at /admin/)")
+    click.echo("Press Ctrl-C to stop.")
+    serve(app, host=host, port=port, threads=threads, ident="kameng")
+
+
+def register_commands(app: Flask) -> None:
+    for command in (admin_cli, tenant_cli, keys_cli, demo_command, serve_command):
+        app.cli.add_command(command)
+
+
+def _create_app_for_cli() -> Flask:
+    from . import create_app
+
+    return create_app()
+
+
+cli = FlaskGroup(
+    create_app=_create_app_for_cli,
+    add_default_commands=True,
+    help="Kameng: multi-tenant white-label card shops.",
+)
+
+
+def main() -> None:
+    """Entry point of the `kameng` console script."""
+    try:
+        cli.main(prog_name="kameng")
+    except ConfigError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)

@@ -1,0 +1,35 @@
+"""Form helpers shared by every console and shop page (Flask-WTF: CSRF on every form)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Email, Length
+
+from .errors import DomainError
+
+
+class Form(FlaskForm):
+    """A FlaskForm that can show a service's DomainError next to the field it is about."""
+
+    def fail(self, error: DomainError) -> None:
+        field = getattr(self, error.field, None) if error.field else None
+        if field is not None and hasattr(field, "errors"):
+            field.errors = [*field.errors, error.message]
+        else:
+            self.form_errors.append(error.message)
+
+
+class LoginForm(Form):
+    email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
+class RegisterForm(Form):
+    name = StringField("Name (optional)", validators=[Length(max=120)])
+    email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
+class EmptyForm(Form):
+    """A form with nothing but its CSRF token: buttons such as log out, suspend, resume."""

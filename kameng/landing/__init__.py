@@ -1,0 +1,1 @@
+"""The platform's own landing page on the bare platform domain."""

@@ -1,0 +1,1 @@
+"""A shop's buyers: accounts, levels and points."""

@@ -1,0 +1,1 @@
+"""A shop owner's console, served at /admin on the shop's own host."""

@@ -1,0 +1,1 @@
+"""Security building blocks: password hashing, sessions, logins, rate limits."""

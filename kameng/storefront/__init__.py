@@ -1,0 +1,1 @@
+"""The buyer-facing shop pages, rendered through the shop's theme."""

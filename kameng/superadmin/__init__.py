@@ -1,0 +1,1 @@
+"""The platform owner's console on the admin host (the design card's `platform/`)."""

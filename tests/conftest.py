@@ -1,0 +1,298 @@
+"""Fixtures: one app and one fresh database per test run, emptied after every test.
+
+The database is PostgreSQL when DATABASE_URL points at a PostgreSQL server (a new, uniquely
+named database is created on it and dropped at the end), otherwise a SQLite file in a
+temporary folder. Rate limits use Redis when REDIS_URL is set, under a unique key prefix.
+
+Test code never holds an application context while it makes requests (Flask would share
+it, and with it `g` and the database session, with the request): factories open their own
+short context and return detached, loaded objects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import count
+
+import pytest
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import make_url, text
+
+os.environ["KAMENG_ENV"] = "testing"
+
+from kameng import create_app  # noqa: E402
+from kameng.config import database_url  # noqa: E402
+from kameng.extensions import db as _db  # noqa: E402
+from kameng.extensions import limiter  # noqa: E402
+from kameng.tenants.hosts import resolver  # noqa: E402
+from kameng.tenants.scoping import platform_scope, tenant_scope  # noqa: E402
+
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://", "postgresql+"))
+
+
+@pytest.fixture(scope="session")
+def database_url_for_tests(tmp_path_factory) -> Iterator[str]:
+    configured = os.environ.get("DATABASE_URL", "")
+    if not _is_postgres(configured):
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'kameng-test.db'}"
+        return
+    import psycopg
+
+    server = make_url(database_url(configured))
+    name = f"kameng_test_{uuid.uuid4().hex[:12]}"
+    admin_dsn = server.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def app(database_url_for_tests) -> Iterator[Flask]:
+    redis_url = os.environ.get("REDIS_URL") or None
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_url_for_tests,
+            "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
+            "ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
+            "ARGON2_TIME_COST": 1,
+            "ARGON2_MEMORY_KIB": 64,
+            "REDIS_URL": redis_url,
+            "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+            "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"kameng-test-{uuid.uuid4().hex}"},
+        }
+    )
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        upgrade()
+    yield app
+    with app.app_context():
+        _db.engine.dispose()
+
+
+def _empty_tables(app: Flask) -> None:
+    with app.app_context():
+        tables = [t.name for t in reversed(_db.metadata.sorted_tables)]
+        if _db.engine.dialect.name == "postgresql":
+            _db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                _db.session.execute(text(f"DELETE FROM {table}"))
+        _db.session.commit()
+
+
+@pytest.fixture(autouse=True)
+def clean_state(app: Flask) -> Iterator[None]:
+    """Every test starts with empty tables, no cached hosts and no rate-limit counters."""
+    yield
+    _empty_tables(app)
+    resolver(app).forget()
+    with app.app_context():
+        limiter.reset()
+
+
+@pytest.fixture
+def is_postgres(app: Flask) -> bool:
+    return app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
+
+
+# -- factories ------------------------------------------------------------------------------
+
+_seq = count(1)
+
+
+def _detached(obj):
+    _db.session.refresh(obj)
+    _db.session.expunge(obj)
+    return obj
+
+
+@pytest.fixture
+def create_tenant(app: Flask):
+    """create_tenant(slug=None, name=None, owner_email=None, owner_password="owner-pass-1")."""
+
+    def factory(slug=None, name=None, owner_email=None, owner_password="owner-pass-1", **kw):
+        from kameng.tenants.service import create_tenant as create
+
+        n = next(_seq)
+        slug = slug or f"shop{n}"
+        with app.app_context():
+            tenant = create(
+                slug=slug,
+                name=name or f"Shop {slug}",
+                owner_email=owner_email or f"owner@{slug}.test",
+                owner_password=owner_password,
+                **kw,
+            )
+            _db.session.commit()
+            return _detached(tenant)
+
+    return factory
+
+
+@pytest.fixture
+def create_customer(app: Flask):
+    """create_customer(tenant, email=None, password="buyer-pass-1")."""
+
+    def factory(tenant, email=None, password="buyer-pass-1", name=""):
+        from kameng.members.service import register_customer
+
+        with app.app_context(), tenant_scope(tenant.id):
+            customer = register_customer(
+                tenant.id, email=email or f"buyer{next(_seq)}@{tenant.slug}.test",
+                password=password, name=name,
+            )
+            _db.session.commit()
+            return _detached(customer)
+
+    return factory
+
+
+@pytest.fixture
+def create_staff(app: Flask):
+    """create_staff(tenant, email=None, password="staff-pass-1", role="manager")."""
+
+    def factory(tenant, email=None, password="staff-pass-1", role="manager"):
+        from kameng.merchant.service import create_staff as create
+
+        with app.app_context(), tenant_scope(tenant.id):
+            staff = create(
+                tenant, email=email or f"staff{next(_seq)}@{tenant.slug}.test",
+                password=password, role=role,
+            )
+            _db.session.commit()
+            return _detached(staff)
+
+    return factory
+
+
+@pytest.fixture
+def create_admin(app: Flask):
+    """create_admin(email="root@kameng.test", password="admin-pass-1")."""
+
+    def factory(email="root@kameng.test", password="admin-pass-1"):
+        from kameng.superadmin.service import create_platform_user
+
+        with app.app_context():
+            user = create_platform_user(email=email, password=password)
+            _db.session.commit()
+            return _detached(user)
+
+    return factory
+
+
+@pytest.fixture
+def owner_of(app: Flask):
+    """owner_of(tenant) -> the shop's owner account (detached)."""
+
+    def lookup(tenant):
+        from sqlalchemy import select
+
+        from kameng.merchant.models import StaffUser
+
+        with app.app_context(), tenant_scope(tenant.id):
+            return _detached(
+                _db.session.scalar(select(StaffUser).where(StaffUser.role == "owner"))
+            )
+
+    return lookup
+
+
+@pytest.fixture
+def in_app(app: Flask):
+    """`with in_app(tenant=None):` — an app context (tenant bound, or platform-wide)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def context(tenant=None):
+        with app.app_context():
+            if tenant is None:
+                with platform_scope():
+                    yield _db.session
+            else:
+                with tenant_scope(tenant if isinstance(tenant, int) else tenant.id):
+                    yield _db.session
+
+    return context
+
+
+# -- clients --------------------------------------------------------------------------------
+
+
+class SiteClient(FlaskClient):
+    """A test client pinned to one host, with helpers for forms and logins."""
+
+    host: str = "localhost"
+
+    def open(self, *args, **kwargs):
+        kwargs.setdefault("base_url", f"http://{self.host}")
+        return super().open(*args, **kwargs)
+
+    def csrf_token(self, path: str) -> str:
+        page = self.get(path)
+        match = CSRF_RE.search(page.get_data(as_text=True))
+        assert match, f"no CSRF token on {self.host}{path} (status {page.status_code})"
+        return match.group(1)
+
+    def submit(self, path: str, data: dict | None = None, form_path: str | None = None, **kw):
+        """POST `data` to `path` with the CSRF token of the page at `form_path` (default: path)."""
+        data = dict(data or {})
+        data["csrf_token"] = self.csrf_token(form_path or path)
+        return self.post(path, data=data, **kw)
+
+    def login(self, email: str, password: str, path: str = "/login"):
+        return self.submit(path, {"email": email, "password": password})
+
+
+@dataclass
+class Hosts:
+    admin: str
+    landing: str
+
+
+@pytest.fixture
+def hosts(app: Flask) -> Hosts:
+    return Hosts(admin=app.config["ADMIN_HOST"], landing=app.config["PLATFORM_DOMAIN"])
+
+
+@pytest.fixture
+def client_for(app: Flask):
+    """client_for(tenant | host) -> a client whose requests go to that shop or host."""
+    app.test_client_class = SiteClient
+
+    def make(target) -> SiteClient:
+        client = app.test_client()
+        if isinstance(target, str):
+            client.host = target
+        else:
+            client.host = f"{target.slug}.{app.config['PLATFORM_DOMAIN']}"
+        return client
+
+    return make
+
+
+@pytest.fixture
+def admin_client(client_for, hosts) -> SiteClient:
+    return client_for(hosts.admin)
+
+
+@pytest.fixture
+def runner(app: Flask):
+    return app.test_cli_runner()
