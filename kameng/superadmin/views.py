@@ -56,7 +56,7 @@ def logout():
 
 def _count_by_tenant(model) -> dict[int, int]:
     rows = db.session.execute(select(model.tenant_id, func.count()).group_by(model.tenant_id))
-    return dict(rows.tuples())
+    return dict(rows.all())
 
 
 def _tenant_page(form: TenantForm, status: int = 200):

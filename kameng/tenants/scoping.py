@@ -22,6 +22,7 @@ from sqlalchemy.orm import (
     mapped_column,
     with_loader_criteria,
 )
+from sqlalchemy.sql.util import find_tables
 
 from ..extensions import db
 
@@ -100,8 +101,22 @@ def enter_platform_scope(session: Session | None = None) -> None:
     s.info[PLATFORM_KEY] = True
 
 
+def _scoped_tables() -> frozenset:
+    return frozenset(
+        m.local_table for m in db.Model.registry.mappers if issubclass(m.class_, TenantScoped)
+    )
+
+
 def _touches_scoped_table(state: ORMExecuteState) -> bool:
-    return any(issubclass(m.class_, TenantScoped) for m in state.all_mappers)
+    """Whether the statement reads or writes any shop-owned table (joins, subqueries too)."""
+    scoped = _scoped_tables()
+    if any(m.local_table in scoped for m in state.all_mappers):
+        return True
+    found = find_tables(
+        state.statement, check_columns=True, include_aliases=True, include_joins=True,
+        include_crud=True,
+    )
+    return any(table in scoped for table in found)
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -1,0 +1,5 @@
+"""`python -m kameng` runs the `kameng` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""Every shop route that takes an id: shop A's ids on shop B's host are 404, never A's data."""
+
+import pytest
+
+from kameng.tenants.hosts import SHOP
+
+
+@pytest.fixture
+def world(create_tenant, create_customer, create_staff):
+    """Two shops with one of everything; B's owner and buyer log in on B."""
+    a = create_tenant(slug="shopa", owner_email="owner@shopa.test", owner_password="owner-a-pass")
+    b = create_tenant(slug="shopb", owner_email="owner@shopb.test", owner_password="owner-b-pass")
+    ids_of_a = {
+        "customer_id": create_customer(a, email="secret-buyer@shopa.test").id,
+        "staff_id": create_staff(a, email="secret-staff@shopa.test").id,
+    }
+    create_customer(b, email="buyer@shopb.test", password="buyer-b-pass")
+    return a, b, ids_of_a
+
+
+def _id_routes(app):
+    """(rule, id arguments) of every shop route with an integer argument."""
+    routes = []
+    for rule in app.url_map.iter_rules():
+        if rule.subdomain != SHOP:
+            continue
+        int_args = [name for name, conv in rule._converters.items() if type(conv).__name__ == "IntegerConverter"]
+        if int_args:
+            routes.append((rule, int_args))
+    return routes
+
+
+def _client_as(client_for, shop, area):
+    client = client_for(shop)
+    if area == "console":
+        client.login(f"owner@{shop.slug}.test", f"owner-{shop.slug[-1]}-pass", path="/admin/login")
+    else:
+        client.login(f"buyer@{shop.slug}.test", f"buyer-{shop.slug[-1]}-pass")
+    return client
+
+
+def test_another_shops_ids_are_404_on_every_route(app, world, client_for):
+    a, b, ids_of_a = world
+    routes = _id_routes(app)
+    assert routes, "no shop route takes an id: this test would check nothing"
+    adapter = app.url_map.bind("x", subdomain=SHOP)
+    clients = {area: _client_as(client_for, b, area) for area in ("console", "storefront")}
+    for rule, args in routes:
+        missing = [arg for arg in args if arg not in ids_of_a]
+        assert not missing, f"{rule}: add an object of shop A for {missing} to the world fixture"
+        path = adapter.build(rule.endpoint, {arg: ids_of_a[arg] for arg in args})
+        client = clients["console" if path.startswith("/admin") else "storefront"]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            if method == "GET":
+                page = client.get(path)
+            else:
+                token = client.csrf_token("/admin/" if path.startswith("/admin") else "/account")
+                page = client.open(path, method=method, data={"csrf_token": token})
+            body = page.get_data(as_text=True)
+            assert page.status_code == 404, f"{method} {path} gave {page.status_code}"
+            assert "secret-" not in body and "shopa" not in body.lower(), f"{method} {path} leaks"
+
+
+def test_the_same_ids_work_on_their_own_shop(app, world, client_for):
+    """The check above is not vacuous: on shop A, A's owner sees these pages."""
+    a, _, ids_of_a = world
+    adapter = app.url_map.bind("x", subdomain=SHOP)
+    owner = client_for(a)
+    owner.login("owner@shopa.test", "owner-a-pass", path="/admin/login")
+    for rule, args in _id_routes(app):
+        if "GET" not in rule.methods:
+            continue
+        path = adapter.build(rule.endpoint, {arg: ids_of_a[arg] for arg in args})
+        assert owner.get(path).status_code == 200, path
