@@ -26,12 +26,12 @@ from sqlalchemy import make_url, text
 
 os.environ["KAMENG_ENV"] = "testing"
 
-from kameng import create_app  # noqa: E402
-from kameng.config import database_url  # noqa: E402
-from kameng.extensions import db as _db  # noqa: E402
-from kameng.extensions import limiter  # noqa: E402
-from kameng.tenants.hosts import resolver  # noqa: E402
-from kameng.tenants.scoping import platform_scope, tenant_scope  # noqa: E402
+from kameng import create_app
+from kameng.config import database_url
+from kameng.extensions import db as _db
+from kameng.extensions import limiter
+from kameng.tenants.hosts import resolver
+from kameng.tenants.scoping import platform_scope, tenant_scope
 
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
@@ -156,8 +156,10 @@ def create_customer(app: Flask):
 
         with app.app_context(), tenant_scope(tenant.id):
             customer = register_customer(
-                tenant.id, email=email or f"buyer{next(_seq)}@{tenant.slug}.test",
-                password=password, name=name,
+                tenant.id,
+                email=email or f"buyer{next(_seq)}@{tenant.slug}.test",
+                password=password,
+                name=name,
             )
             _db.session.commit()
             return _detached(customer)
@@ -174,8 +176,10 @@ def create_staff(app: Flask):
 
         with app.app_context(), tenant_scope(tenant.id):
             staff = create(
-                tenant, email=email or f"staff{next(_seq)}@{tenant.slug}.test",
-                password=password, role=role,
+                tenant,
+                email=email or f"staff{next(_seq)}@{tenant.slug}.test",
+                password=password,
+                role=role,
             )
             _db.session.commit()
             return _detached(staff)
@@ -208,9 +212,7 @@ def owner_of(app: Flask):
         from kameng.merchant.models import StaffUser
 
         with app.app_context(), tenant_scope(tenant.id):
-            return _detached(
-                _db.session.scalar(select(StaffUser).where(StaffUser.role == "owner"))
-            )
+            return _detached(_db.session.scalar(select(StaffUser).where(StaffUser.role == "owner")))
 
     return lookup
 

@@ -32,9 +32,12 @@ def test_buyer_registers_logs_in_and_out(shops, client_for):
 
 def test_same_email_may_register_at_two_shops_but_not_twice_at_one(shops, client_for):
     a, b = shops
-    assert client_for(b).submit(
-        "/register", {"email": "buyer@shopa.test", "password": "another-pass"}
-    ).status_code == 302
+    assert (
+        client_for(b)
+        .submit("/register", {"email": "buyer@shopa.test", "password": "another-pass"})
+        .status_code
+        == 302
+    )
     page = client_for(a).submit(
         "/register", {"email": "buyer@shopa.test", "password": "another-pass"}
     )
@@ -143,8 +146,13 @@ def test_super_admin_logs_in_on_admin_host_only(create_admin, admin_client, shop
 
 @pytest.mark.parametrize(
     ("target", "path"),
-    [("shop", "/login"), ("shop", "/register"), ("shop", "/admin/login"), ("admin", "/login"),
-     ("admin", "/tenants")],
+    [
+        ("shop", "/login"),
+        ("shop", "/register"),
+        ("shop", "/admin/login"),
+        ("admin", "/login"),
+        ("admin", "/tenants"),
+    ],
 )
 def test_post_without_csrf_token_is_400(shops, client_for, hosts, target, path):
     client = client_for(shops[0] if target == "shop" else hosts.admin)
@@ -158,8 +166,8 @@ def test_csrf_token_of_another_shop_is_refused(shops, client_for):
     client = client_for(a)
     token_a = client.csrf_token("/login")
     page = client_for(b).post(
-        "/login", data={"email": "buyer@shopb.test", "password": "buyer-b-pass",
-                        "csrf_token": token_a},
+        "/login",
+        data={"email": "buyer@shopb.test", "password": "buyer-b-pass", "csrf_token": token_a},
     )
     assert page.status_code == 400
 

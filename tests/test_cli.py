@@ -19,18 +19,36 @@ def _ok(result):
 
 
 def test_admin_create_and_duplicate(runner):
-    out = _ok(runner.invoke(args=["admin", "create", "--email", "Boss@K.test", "--password", "boss-pass-1"]))
+    out = _ok(
+        runner.invoke(
+            args=["admin", "create", "--email", "Boss@K.test", "--password", "boss-pass-1"]
+        )
+    )
     assert "boss@k.test" in out
-    again = runner.invoke(args=["admin", "create", "--email", "boss@k.test", "--password", "boss-pass-1"])
+    again = runner.invoke(
+        args=["admin", "create", "--email", "boss@k.test", "--password", "boss-pass-1"]
+    )
     assert again.exit_code == 1
     assert again.output.strip().splitlines() == ["Error: A super-admin with this e-mail exists."]
 
 
 def test_tenant_create_list_suspend_resume(runner, client_for):
-    out = _ok(runner.invoke(args=[
-        "tenant", "create", "--slug", "myshop", "--name", "My Shop",
-        "--owner-email", "me@myshop.test", "--owner-password", "my-owner-pass",
-    ]))
+    out = _ok(
+        runner.invoke(
+            args=[
+                "tenant",
+                "create",
+                "--slug",
+                "myshop",
+                "--name",
+                "My Shop",
+                "--owner-email",
+                "me@myshop.test",
+                "--owner-password",
+                "my-owner-pass",
+            ]
+        )
+    )
     assert "http://myshop.localhost/" in out
     assert "myshop" in _ok(runner.invoke(args=["tenant", "list"]))
     shop = client_for("myshop.localhost")
@@ -56,11 +74,23 @@ def test_tenant_create_list_suspend_resume(runner, client_for):
         ("okshop", "a@b.test", "short", "at least 8"),
     ],
 )
-def test_tenant_create_refuses_bad_input_in_one_line(runner, in_app, slug, email, password, message):
-    result = runner.invoke(args=[
-        "tenant", "create", "--slug", slug, "--name", "X",
-        "--owner-email", email, "--owner-password", password,
-    ])
+def test_tenant_create_refuses_bad_input_in_one_line(
+    runner, in_app, slug, email, password, message
+):
+    result = runner.invoke(
+        args=[
+            "tenant",
+            "create",
+            "--slug",
+            slug,
+            "--name",
+            "X",
+            "--owner-email",
+            email,
+            "--owner-password",
+            password,
+        ]
+    )
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], lines
@@ -70,10 +100,20 @@ def test_tenant_create_refuses_bad_input_in_one_line(runner, in_app, slug, email
 
 def test_taken_slug_is_refused(runner, create_tenant):
     create_tenant(slug="taken")
-    result = runner.invoke(args=[
-        "tenant", "create", "--slug", "TAKEN", "--name", "X",
-        "--owner-email", "x@y.test", "--owner-password", "long-enough",
-    ])
+    result = runner.invoke(
+        args=[
+            "tenant",
+            "create",
+            "--slug",
+            "TAKEN",
+            "--name",
+            "X",
+            "--owner-email",
+            "x@y.test",
+            "--owner-password",
+            "long-enough",
+        ]
+    )
     assert result.exit_code == 1 and "is taken" in result.output
 
 
@@ -87,7 +127,13 @@ def test_demo_is_idempotent(runner, in_app, client_for):
     first = _ok(runner.invoke(args=["demo"]))
     second = _ok(runner.invoke(args=["demo"]))
     assert first == second
-    for needle in ("admin.localhost", "demo.localhost", "acme.localhost", "demo-owner", "acme-buyer"):
+    for needle in (
+        "admin.localhost",
+        "demo.localhost",
+        "acme.localhost",
+        "demo-owner",
+        "acme-buyer",
+    ):
         assert needle in first
     with in_app() as session:
         assert session.scalar(select(func.count()).select_from(Tenant)) == 2
@@ -97,16 +143,24 @@ def test_demo_is_idempotent(runner, in_app, client_for):
     demo = client_for("demo.localhost")
     assert demo.login("buyer@demo.test", "demo-buyer").status_code == 302
     assert demo.login("owner@demo.test", "demo-owner", path="/admin/login").status_code == 302
-    assert client_for("admin.localhost").login("admin@kameng.test", "kameng-admin").status_code == 302
+    assert (
+        client_for("admin.localhost").login("admin@kameng.test", "kameng-admin").status_code == 302
+    )
 
 
 def _kameng(args, tmp_path, **env):
     environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    environment.update({"KAMENG_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path}/cli.db"})
+    environment.update(
+        {"KAMENG_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path}/cli.db"}
+    )
     environment.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "kameng", *args], capture_output=True, text=True, env=environment,
-        cwd=tmp_path, timeout=120,
+        [sys.executable, "-m", "kameng", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=120,
     )
 
 
@@ -121,20 +175,32 @@ def test_production_refuses_development_secret_key(tmp_path):
     from kameng.config import DEV_SECRET_KEY
 
     for secret in ("", DEV_SECRET_KEY):
-        result = _kameng(["tenant", "list"], tmp_path, KAMENG_ENV="production", SECRET_KEY=secret,
-                         ENCRYPTION_KEYS="")
+        result = _kameng(
+            ["tenant", "list"],
+            tmp_path,
+            KAMENG_ENV="production",
+            SECRET_KEY=secret,
+            ENCRYPTION_KEYS="",
+        )
         _one_error_line(result, "SECRET_KEY")
 
 
 def test_production_refuses_missing_encryption_keys(tmp_path):
-    result = _kameng(["tenant", "list"], tmp_path, KAMENG_ENV="production",
-                     SECRET_KEY="x" * 40, ENCRYPTION_KEYS="")
+    result = _kameng(
+        ["tenant", "list"],
+        tmp_path,
+        KAMENG_ENV="production",
+        SECRET_KEY="x" * 40,
+        ENCRYPTION_KEYS="",
+    )
     _one_error_line(result, "ENCRYPTION_KEYS")
 
 
 def test_wrong_settings_are_one_line(tmp_path):
     _one_error_line(_kameng(["tenant", "list"], tmp_path, CURRENCY="yuan"), "CURRENCY")
-    _one_error_line(_kameng(["tenant", "list"], tmp_path, ENCRYPTION_KEYS="nope"), "ENCRYPTION_KEYS")
+    _one_error_line(
+        _kameng(["tenant", "list"], tmp_path, ENCRYPTION_KEYS="nope"), "ENCRYPTION_KEYS"
+    )
     _one_error_line(_kameng(["tenant", "list"], tmp_path, KAMENG_ENV="prod"), "KAMENG_ENV")
 
 

@@ -24,7 +24,11 @@ def _id_routes(app):
     for rule in app.url_map.iter_rules():
         if rule.subdomain != SHOP:
             continue
-        int_args = [name for name, conv in rule._converters.items() if type(conv).__name__ == "IntegerConverter"]
+        int_args = [
+            name
+            for name, conv in rule._converters.items()
+            if type(conv).__name__ == "IntegerConverter"
+        ]
         if int_args:
             routes.append((rule, int_args))
     return routes
@@ -40,7 +44,7 @@ def _client_as(client_for, shop, area):
 
 
 def test_another_shops_ids_are_404_on_every_route(app, world, client_for):
-    a, b, ids_of_a = world
+    _a, b, ids_of_a = world
     routes = _id_routes(app)
     assert routes, "no shop route takes an id: this test would check nothing"
     adapter = app.url_map.bind("x", subdomain=SHOP)

@@ -45,7 +45,7 @@ def test_get_by_primary_key_of_another_tenant_is_none(app, two_shops):
 
 
 def test_joins_and_subqueries_are_scoped(app, two_shops):
-    a, b = two_shops
+    _a, b = two_shops
     with app.app_context(), tenant_scope(b.id):
         sub = select(StaffUser.email).scalar_subquery()
         # a join between two scoped tables, and a subquery: both narrowed to shop B
@@ -59,7 +59,7 @@ def test_joins_and_subqueries_are_scoped(app, two_shops):
 
 
 def test_bulk_update_and_delete_are_scoped(app, two_shops):
-    a, b = two_shops
+    _a, b = two_shops
     with app.app_context():
         with tenant_scope(b.id):
             db.session.execute(update(Customer).values(name="changed"))
@@ -83,7 +83,7 @@ def test_platform_scope_sees_every_shop(app, two_shops):
 
 
 def test_new_rows_are_stamped_with_the_bound_tenant(app, two_shops):
-    a, b = two_shops
+    a, _b = two_shops
     with app.app_context(), tenant_scope(a.id):
         customer = Customer(email="new@shopa.test", password_hash="x")
         db.session.add(customer)

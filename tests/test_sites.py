@@ -40,9 +40,7 @@ def test_bare_domain_serves_landing_page(client_for, hosts):
         assert "card shop" in page.get_data(as_text=True)
 
 
-def test_suspended_shop_answers_503_and_console_stays_reachable(
-    create_tenant, client_for, in_app
-):
+def test_suspended_shop_answers_503_and_console_stays_reachable(create_tenant, client_for, in_app):
     from kameng.tenants.service import get_tenant, suspend_tenant
 
     shop = create_tenant(slug="demo")
@@ -58,9 +56,7 @@ def test_suspended_shop_answers_503_and_console_stays_reachable(
     assert client.get("/admin/login").status_code == 200
 
 
-def test_suspension_is_seen_at_once_even_with_a_stale_host_cache(
-    create_tenant, client_for, app
-):
+def test_suspension_is_seen_at_once_even_with_a_stale_host_cache(create_tenant, client_for, app):
     """Another process suspends the shop: the host cache is not told, the page still is 503."""
     from sqlalchemy import update
 

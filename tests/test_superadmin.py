@@ -17,10 +17,16 @@ def test_console_pages_need_login(admin_client):
 
 
 def test_create_shop_from_console(admin, client_for):
-    page = admin.submit("/tenants", {
-        "slug": "newshop", "name": "New Shop", "owner_email": "o@newshop.test",
-        "owner_password": "owner-pass-9",
-    }, form_path="/tenants")
+    page = admin.submit(
+        "/tenants",
+        {
+            "slug": "newshop",
+            "name": "New Shop",
+            "owner_email": "o@newshop.test",
+            "owner_password": "owner-pass-9",
+        },
+        form_path="/tenants",
+    )
     assert page.status_code == 302
     detail = admin.get(page.location).get_data(as_text=True)
     assert "New Shop" in detail and "newshop.localhost" in detail and "o@newshop.test" in detail
@@ -42,8 +48,13 @@ def test_create_shop_from_console(admin, client_for):
     ],
 )
 def test_bad_shop_input_is_a_form_error(admin, data, message):
-    form = {"slug": "goodshop", "name": "Good", "owner_email": "o@good.test",
-            "owner_password": "owner-pass-9", **data}
+    form = {
+        "slug": "goodshop",
+        "name": "Good",
+        "owner_email": "o@good.test",
+        "owner_password": "owner-pass-9",
+        **data,
+    }
     page = admin.submit("/tenants", form)
     assert page.status_code == 422
     assert message in page.get_data(as_text=True)
@@ -51,8 +62,10 @@ def test_bad_shop_input_is_a_form_error(admin, data, message):
 
 def test_taken_slug_is_a_form_error(admin, create_tenant):
     create_tenant(slug="taken")
-    page = admin.submit("/tenants", {"slug": "taken", "name": "X", "owner_email": "o@x.test",
-                                     "owner_password": "owner-pass-9"})
+    page = admin.submit(
+        "/tenants",
+        {"slug": "taken", "name": "X", "owner_email": "o@x.test", "owner_password": "owner-pass-9"},
+    )
     assert page.status_code == 422 and "is taken" in page.get_data(as_text=True)
 
 

@@ -23,14 +23,22 @@ def themed_app(app, tmp_path):
     (dark / "static").mkdir()
     (dark / "theme.json").write_text('{"name": "Dark", "description": "test theme"}')
     (dark / "templates" / "home.html").write_text(
-        '{% extends "base.html" %}{% block content %}<h1 class="dark-home">DARK {{ shop.name }}</h1>'
-        "{% endblock %}"
+        '{% extends "base.html" %}{% block content %}'
+        '<h1 class="dark-home">DARK {{ shop.name }}</h1>{% endblock %}'
     )
     (dark / "static" / "style.css").write_text("body { background: #000; }")
-    config = {key: app.config[key] for key in (
-        "TESTING", "SQLALCHEMY_DATABASE_URI", "SECRET_KEY", "ENCRYPTION_KEYS",
-        "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB", "RATELIMIT_STORAGE_URI",
-    )}
+    config = {
+        key: app.config[key]
+        for key in (
+            "TESTING",
+            "SQLALCHEMY_DATABASE_URI",
+            "SECRET_KEY",
+            "ENCRYPTION_KEYS",
+            "ARGON2_TIME_COST",
+            "ARGON2_MEMORY_KIB",
+            "RATELIMIT_STORAGE_URI",
+        )
+    }
     config["THEMES_DIR"] = str(themes)
     other = create_app(config)
     yield other
@@ -45,7 +53,7 @@ def _set_theme(app, tenant, theme):
 
 
 def test_theme_overrides_only_what_it_changes(themed_app, create_tenant):
-    dark, light = create_tenant(slug="darkshop"), create_tenant(slug="lightshop")
+    dark, _light = create_tenant(slug="darkshop"), create_tenant(slug="lightshop")
     _set_theme(themed_app, dark, "dark")
     client = themed_app.test_client()
     # Render the dark shop first, then the light one: the cache must not hand out the dark page.
