@@ -54,7 +54,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     # Tenancy first: its before_request must run before CSRF and rate limiting look at the
     # request, so an unknown host is a plain 404.
-    from . import pages, tenants
+    from . import models, pages, tenants  # noqa: F401 - models: every table is mapped
 
     tenants.init_app(app)
     db.init_app(app)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 from cryptography.fernet import Fernet
 from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup, with_appcontext
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from .config import ConfigError
@@ -119,6 +121,75 @@ def keys_generate() -> None:
     click.echo(Fernet.generate_key().decode())
 
 
+@keys_cli.command("rotate")
+@one_line_errors
+def keys_rotate() -> None:
+    """Re-encrypt every code and secret with the newest key (the first in ENCRYPTION_KEYS)."""
+    from .inventory.models import CardCode, SupplyCode
+    from .inventory.service import rotate_keys
+    from .tenants.scoping import platform_scope
+
+    with platform_scope():
+        total = sum(db.session.scalar(select(func.count()).select_from(m))
+                    for m in (CardCode, SupplyCode))
+    with click.progressbar(length=total, label="Re-encrypting codes") as bar:
+        changed = rotate_keys(progress=bar.update)
+    click.echo(f"{changed} values re-encrypted with the newest key. Once every process runs "
+               "with the new ENCRYPTION_KEYS, the old key can be removed.")
+
+
+codes_cli = AppGroup("codes", help="Card codes of shop and supply products.")
+
+
+@codes_cli.command("import")
+@click.option("--tenant", "slug", help="Shop slug (for a shop's own product).")
+@click.option("--supply", is_flag=True, help="The product is a supply product of the platform.")
+@click.option("--product", "product_id", required=True, type=int)
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@one_line_errors
+def codes_import(slug: str | None, supply: bool, product_id: int, file: str) -> None:
+    """Import codes from FILE (.txt: one per line; .csv: a `code` column or whole rows)."""
+    from .audit.service import Actor
+    from .catalog.service import get_product, get_supply_product
+    from .inventory.service import import_codes, lines_of_csv
+    from .tenants.scoping import platform_scope, tenant_scope
+    from .tenants.service import get_tenant
+
+    if supply == bool(slug):
+        raise click.UsageError("give either --tenant SLUG or --supply")
+    path = None if file == "-" else Path(file)
+    if path is not None and not path.is_file():
+        raise click.ClickException(f"no such file: {file}")
+    scope = platform_scope() if supply else tenant_scope(get_tenant(slug).id)
+    handle = path.open(encoding="utf-8-sig", newline="") if path else click.get_text_stream("stdin")
+    with handle, scope:
+        target = get_supply_product(product_id) if supply else get_product(product_id)
+        counter = _ByteCounter(handle)
+        lines = lines_of_csv(counter) if file.lower().endswith(".csv") else counter
+        size = path.stat().st_size if path else 0
+        with click.progressbar(length=max(size, 1), label="Importing codes") as bar:
+            report = import_codes(target, lines, actor=Actor.cli(),
+                                  progress=lambda _n: bar.update(counter.take()))
+        db.session.commit()
+    click.echo(f"Imported into product {product_id}: {report.summary()}.")
+
+
+class _ByteCounter:
+    """Iterates the lines of a file and counts the bytes that went by (for the progress bar)."""
+
+    def __init__(self, lines):
+        self.lines, self.seen = lines, 0
+
+    def __iter__(self):
+        for line in self.lines:
+            self.seen += len(line.encode("utf-8"))
+            yield line
+
+    def take(self) -> int:
+        seen, self.seen = self.seen, 0
+        return seen
+
+
 @click.command("demo")
 @with_appcontext
 @one_line_errors
@@ -169,7 +240,7 @@ def serve_command(host: str, port: int, threads: int) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    for command in (admin_cli, tenant_cli, keys_cli, demo_command, serve_command):
+    for command in (admin_cli, tenant_cli, keys_cli, codes_cli, demo_command, serve_command):
         app.cli.add_command(command)
 
 

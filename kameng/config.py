@@ -121,6 +121,8 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         # Number of proxies in front of the app whose X-Forwarded-* headers are trusted.
         "TRUST_PROXY": _int(env, "TRUST_PROXY", 0),
         "LOGIN_LIMIT": env.get("LOGIN_LIMIT") or "5 per minute",
+        # A new shop's default markup over the supply catalog, in basis points (2000 = 20%).
+        "DEFAULT_MARKUP_BP": _int(env, "DEFAULT_MARKUP_PERCENT", 20) * 100,
         # The port people reach the site on, for printed links (`kameng serve` sets it).
         "PUBLIC_PORT": _int(env, "PUBLIC_PORT", 0) or None,
         "PASSWORD_MIN_LENGTH": _int(env, "PASSWORD_MIN_LENGTH", 8, minimum=6),

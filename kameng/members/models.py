@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -19,6 +19,9 @@ class Customer(Account, TenantScoped, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), default="")
+    # The buyer's price level (None: the shop's default member level) and what they have spent.
+    level_id: Mapped[int | None] = mapped_column(ForeignKey("price_levels.id", ondelete="SET NULL"))
+    lifetime_spend: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     def __repr__(self) -> str:
         return f"<Customer {self.email} of tenant {self.tenant_id}>"

@@ -1,8 +1,10 @@
-"""Shop staff: the owner and the managers of one shop."""
+"""Shop staff (the owner and the managers of one shop) and the notices the shop receives."""
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, String, UniqueConstraint
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -32,3 +34,15 @@ class StaffUser(Account, TenantScoped, db.Model):
 
     def __repr__(self) -> str:
         return f"<StaffUser {self.email} of tenant {self.tenant_id}>"
+
+
+class ShopNotice(TenantScoped, db.Model):
+    """Something the shop should know: a price lifted to cost, low stock, new supply products."""
+
+    __tablename__ = "shop_notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
+
+if TYPE_CHECKING:
+    from ..catalog.models import MarkupRule
 
 TENANT_STATUSES = ("active", "suspended")
 DOMAIN_KINDS = ("subdomain", "custom")
@@ -25,6 +29,7 @@ class Tenant(db.Model):
     status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
     theme: Mapped[str] = mapped_column(String(40), default="default", server_default="default")
     locale: Mapped[str] = mapped_column(String(10), default="zh_CN", server_default="zh_CN")
+    currency: Mapped[str] = mapped_column(String(3), default="CNY", server_default="CNY")
     settings: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
@@ -32,6 +37,11 @@ class Tenant(db.Model):
 
     domains: Mapped[list[Domain]] = relationship(
         back_populates="tenant", cascade="all, delete-orphan", order_by="Domain.id"
+    )
+
+    # The shop's markup rules, read by quote(); loaded under the shop's tenant scope.
+    markup_rules: Mapped[list[MarkupRule]] = relationship(
+        "MarkupRule", viewonly=True, lazy="select"
     )
 
     @property

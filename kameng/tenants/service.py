@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+from flask import current_app
 from sqlalchemy import func, select
 
+from ..catalog.service import stock_new_shop
 from ..errors import Conflict, DomainError, NotFound
 from ..extensions import db
 from ..merchant.service import create_staff
@@ -68,12 +70,14 @@ def create_tenant(
         raise DomainError("The shop name must be 1 to 120 characters.", field="name")
     if not slug_available(slug):
         raise Conflict(f"The shop address '{slug}' is taken.", field="slug")
-    tenant = Tenant(slug=slug, name=name, theme=theme, locale=locale, settings={})
+    tenant = Tenant(slug=slug, name=name, theme=theme, locale=locale, settings={},
+                    currency=current_app.config["CURRENCY"])
     tenant.domains.append(Domain(host=subdomain_host(slug), kind="subdomain", verified=True))
     db.session.add(tenant)
     db.session.flush()
     with tenant_scope(tenant.id):
         create_staff(tenant, email=owner_email, password=owner_password, role="owner")
+        stock_new_shop(tenant)
     db.session.flush()
     return tenant
 

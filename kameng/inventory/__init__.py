@@ -1,0 +1,1 @@
+"""Card codes: import, encryption at rest, stock counts, export; later reservation and sale."""

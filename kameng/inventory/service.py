@@ -1,0 +1,374 @@
+"""Card-code inventory: import (fast, streaming, de-duplicated, encrypted), stock counts,
+void and delete of unsold codes, audited export, and re-encryption on key rotation.
+
+One set of functions serves both kinds of stock: a shop's own product (`Product`, codes in
+`card_codes`) and a supply product (`SupplyProduct`, codes in `supply_codes`, platform-wide).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func, insert, select, text, update
+
+from ..audit.service import Actor, record
+from ..catalog.models import Product, SupplyProduct
+from ..errors import DomainError
+from ..extensions import db
+from ..security.crypto import PlatformSecret, keyring
+from ..tenants.scoping import platform_scope
+from .models import MAX_CODE_LENGTH, CardCode, SupplyCode
+
+CHUNK = 20_000
+UNLIMITED_KINDS = ("text", "manual", "topup")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    batch_id: int | None = None
+
+    @property
+    def total(self) -> int:
+        return self.added + self.duplicates + self.invalid
+
+    def summary(self) -> str:
+        return (f"{self.added} added, {self.duplicates} duplicate"
+                f"{'s' if self.duplicates != 1 else ''}, {self.invalid} invalid")
+
+
+def _stock_of(target: Product | SupplyProduct):
+    """(code model, extra column values) of the stock that holds `target`'s codes."""
+    if isinstance(target, SupplyProduct):
+        return SupplyCode, {}
+    if target.is_supply:
+        raise DomainError("Codes of a supply product are held by the platform; "
+                          "add codes to your own products only.")
+    return CardCode, {"tenant_id": target.tenant_id}
+
+
+def _check_card_product(target) -> None:
+    if target.delivery_kind != "card":
+        raise DomainError("Only products delivered as card codes hold codes.")
+
+
+# -- reading input -------------------------------------------------------------------------------
+
+
+def normalize_code(raw: str) -> str | None:
+    """A code as stored: trimmed. None when invalid (too long, or with control characters)."""
+    code = raw.strip().strip("\ufeff").strip()
+    if len(code) > MAX_CODE_LENGTH or any(ord(ch) < 32 and ch != "\t" for ch in code):
+        return None
+    return code
+
+
+def lines_of_text(content: str) -> Iterator[str]:
+    """One code per line (pasted text or a .txt file)."""
+    yield from content.splitlines()
+
+
+def lines_of_csv(stream: Iterable[str]) -> Iterator[str]:
+    """Codes from a CSV: the `code` (or `卡密`) column when there is a header, else every row's
+    non-empty cells joined by a space (card number + password pairs stay one code)."""
+    reader = csv.reader(stream)
+    column = None
+    for index, row in enumerate(reader):
+        cells = [cell.strip() for cell in row]
+        if index == 0:
+            lowered = [c.lower().lstrip("\ufeff") for c in cells]
+            for name in ("code", "codes", "card", "卡密"):
+                if name in lowered:
+                    column = lowered.index(name)
+                    break
+            if column is not None:
+                continue
+        if column is not None:
+            yield cells[column] if column < len(cells) else ""
+        else:
+            yield " ".join(c for c in cells if c)
+
+
+def lines_of_upload(filename: str, data: bytes) -> Iterator[str]:
+    """Codes from an uploaded .txt or .csv file (UTF-8, with or without BOM)."""
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DomainError("The file must be UTF-8 text.", field="file") from None
+    if filename.lower().endswith(".csv"):
+        return lines_of_csv(io.StringIO(content, newline=""))
+    return lines_of_text(content)
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+def import_codes(target: Product | SupplyProduct, lines: Iterable[str], *, actor: Actor,
+                 progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Import codes into `target`'s stock: trimmed, de-duplicated (within the input and against
+    the stock, by keyed fingerprint), encrypted, and audited as one batch.
+
+    Runs in the caller's transaction; the caller commits. Memory stays flat: the input is read
+    in chunks, and on PostgreSQL de-duplication happens in the database.
+    """
+    model, extra = _stock_of(target)
+    _check_card_product(target)
+    tenant_id = extra.get("tenant_id")
+    event = record(actor, "codes.import", tenant_id=tenant_id,
+                   target=f"{'supply ' if model is SupplyCode else ''}product {target.id}")
+    report = ImportReport(batch_id=event.id)
+    ring = keyring()
+    fingerprint = ring.fingerprinter()
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    writer = _PostgresWriter(model, target.id, extra, event.id) if postgres \
+        else _PortableWriter(model, target.id, extra, event.id)
+
+    chunk: list[str] = []
+    for raw in lines:
+        if not raw.strip():
+            continue
+        code = normalize_code(raw)
+        if code is None or not code:
+            report.invalid += 1
+            continue
+        chunk.append(code)
+        if len(chunk) >= CHUNK:
+            writer.write(chunk, [fingerprint(c) for c in chunk], ring.encrypt_many(chunk))
+            if progress:
+                progress(len(chunk))
+            chunk = []
+    if chunk:
+        writer.write(chunk, [fingerprint(c) for c in chunk], ring.encrypt_many(chunk))
+        if progress:
+            progress(len(chunk))
+    staged, report.added = writer.finish()
+    report.duplicates = staged - report.added
+    event.details = {"added": report.added, "duplicates": report.duplicates,
+                     "invalid": report.invalid}
+    db.session.flush()
+    return report
+
+
+class _PostgresWriter:
+    """COPY (binary) into a temporary table, then one INSERT … SELECT … ON CONFLICT DO NOTHING:
+    duplicates inside the file and against the stock are dropped by the unique index."""
+
+    def __init__(self, model, product_id: int, extra: dict, batch_id: int):
+        self.model, self.product_id, self.extra, self.batch_id = model, product_id, extra, batch_id
+        self.connection = db.session.connection()
+        self.connection.exec_driver_sql(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS code_import_stage "
+            "(seq bigserial, fingerprint bytea, ciphertext bytea) ON COMMIT DROP"
+        )
+        self.connection.exec_driver_sql("TRUNCATE code_import_stage")
+        self.staged = 0
+
+    def write(self, codes, fingerprints, ciphertexts) -> None:
+        raw = self.connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(
+            "COPY code_import_stage (fingerprint, ciphertext) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["bytea", "bytea"])
+            for row in zip(fingerprints, ciphertexts, strict=True):
+                copy.write_row(row)
+        self.staged += len(codes)
+
+    def finish(self) -> tuple[int, int]:
+        table = self.model.__table__.name
+        tenant_column = ", tenant_id" if "tenant_id" in self.extra else ""
+        tenant_value = ", :tenant_id" if "tenant_id" in self.extra else ""
+        result = self.connection.execute(
+            text(
+                f"INSERT INTO {table} (product_id, fingerprint, ciphertext, status, batch_id,"  # noqa: S608
+                f" created_at{tenant_column}) "
+                f"SELECT :product_id, fingerprint, ciphertext, 'available', :batch_id, now()"
+                f"{tenant_value} FROM code_import_stage ORDER BY seq "
+                f"ON CONFLICT DO NOTHING"
+            ),
+            {"product_id": self.product_id, "batch_id": self.batch_id, **self.extra},
+        )
+        self.connection.exec_driver_sql("TRUNCATE code_import_stage")
+        return self.staged, result.rowcount
+
+
+class _PortableWriter:
+    """SQLite and others: INSERT OR IGNORE in chunks; the unique index drops duplicates."""
+
+    def __init__(self, model, product_id: int, extra: dict, batch_id: int):
+        self.model, self.product_id, self.extra, self.batch_id = model, product_id, extra, batch_id
+        self.before = self._count()
+        self.staged = 0
+
+    def _count(self) -> int:
+        return db.session.scalar(
+            select(func.count()).select_from(self.model)
+            .where(self.model.product_id == self.product_id)
+        )
+
+    def write(self, codes, fingerprints, ciphertexts) -> None:
+        now = datetime.now(UTC)
+        rows = [
+            {"product_id": self.product_id, "fingerprint": fp, "ciphertext": ct,
+             "status": "available", "batch_id": self.batch_id, "created_at": now, **self.extra}
+            for fp, ct in zip(fingerprints, ciphertexts, strict=True)
+        ]
+        db.session.execute(insert(self.model).prefix_with("OR IGNORE"), rows)
+        self.staged += len(codes)
+
+    def finish(self) -> tuple[int, int]:
+        return self.staged, self._count() - self.before
+
+
+# -- stock -------------------------------------------------------------------------------------
+
+
+def stock_counts(target: Product | SupplyProduct) -> dict[str, int]:
+    """Codes of one product by status: available, reserved, sold, void."""
+    model = SupplyCode if isinstance(target, SupplyProduct) else CardCode
+    rows = db.session.execute(
+        select(model.status, func.count()).where(model.product_id == target.id)
+        .group_by(model.status)
+    ).all()
+    counts = dict.fromkeys(("available", "reserved", "sold", "void"), 0)
+    counts.update(dict(rows))
+    return counts
+
+
+def available_stock(products: Iterable[Product]) -> dict[int, int | None]:
+    """Units a buyer can order now, per shop product (None: not limited by codes)."""
+    products = list(products)
+    stock: dict[int, int | None] = {}
+    own = [p.id for p in products if not p.is_supply and p.kind == "card"]
+    supply = {p.supply_product_id: p.id for p in products if p.is_supply and p.kind == "card"}
+    counts = {}
+    if own:
+        counts.update(dict(db.session.execute(
+            select(CardCode.product_id, func.count())
+            .where(CardCode.product_id.in_(own), CardCode.status == "available")
+            .group_by(CardCode.product_id)).all()))
+    if supply:
+        # Supply stock is the platform's: only its count is shown, never a code.
+        supply_counts = dict(db.session.execute(
+            select(SupplyCode.product_id, func.count())
+            .where(SupplyCode.product_id.in_(supply), SupplyCode.status == "available")
+            .group_by(SupplyCode.product_id)).all())
+        counts.update({supply[sid]: n for sid, n in supply_counts.items()})
+    for product in products:
+        stock[product.id] = counts.get(product.id, 0) if product.kind == "card" else None
+    return stock
+
+
+def low_stock(target: Product | SupplyProduct) -> bool:
+    threshold = target.low_stock_threshold or 0
+    return threshold > 0 and stock_counts(target)["available"] < threshold
+
+
+def list_codes(target: Product | SupplyProduct, status: str | None = None, limit: int = 200):
+    """Code rows for the console (ids, status, dates): never their content."""
+    model, _ = _stock_of(target)
+    query = (select(model.id, model.status, model.batch_id, model.created_at, model.sold_at,
+                    model.order_id)
+             .where(model.product_id == target.id).order_by(model.id.desc()).limit(limit))
+    if status:
+        query = query.where(model.status == status)
+    return db.session.execute(query).all()
+
+
+def void_codes(target: Product | SupplyProduct, code_ids: Iterable[int] | None, *,
+               actor: Actor) -> int:
+    """Void available codes (all of them when `code_ids` is None); sold codes never change."""
+    model, extra = _stock_of(target)
+    query = update(model).where(model.product_id == target.id, model.status == "available")
+    if code_ids is not None:
+        query = query.where(model.id.in_(list(code_ids)))
+    count = db.session.execute(query.values(status="void")).rowcount
+    record(actor, "codes.void", tenant_id=extra.get("tenant_id"),
+           target=f"product {target.id}", count=count)
+    return count
+
+
+def delete_codes(target: Product | SupplyProduct, code_ids: Iterable[int] | None, *,
+                 actor: Actor) -> int:
+    """Delete unsold codes (available or void); reserved and sold codes are kept."""
+    model, extra = _stock_of(target)
+    query = delete(model).where(model.product_id == target.id,
+                                model.status.in_(("available", "void")))
+    if code_ids is not None:
+        query = query.where(model.id.in_(list(code_ids)))
+    count = db.session.execute(query).rowcount
+    record(actor, "codes.delete", tenant_id=extra.get("tenant_id"),
+           target=f"product {target.id}", count=count)
+    return count
+
+
+def _csv_safe(value: str) -> str:
+    """Guard against formula injection when the CSV is opened in a spreadsheet."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def export_unsold(target: Product | SupplyProduct, *, actor: Actor) -> str:
+    """CSV of the available codes in plaintext, recorded in the audit log."""
+    model, extra = _stock_of(target)
+    ring = keyring()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "code", "imported_at"])
+    count = 0
+    query = (select(model.id, model.ciphertext, model.created_at)
+             .where(model.product_id == target.id, model.status == "available")
+             .order_by(model.id))
+    for code_id, blob, created in db.session.execute(query):
+        writer.writerow([code_id, _csv_safe(ring.decrypt(blob)),
+                         created.isoformat() if created else ""])
+        count += 1
+    record(actor, "codes.export", tenant_id=extra.get("tenant_id"),
+           target=f"product {target.id}", count=count)
+    return out.getvalue()
+
+
+# -- key rotation --------------------------------------------------------------------------------
+
+
+def rotate_keys(progress: Callable[[int], None] | None = None, batch: int = 5000) -> int:
+    """Re-encrypt every code and fixed content not yet under the newest key. Platform-wide."""
+    ring = keyring()
+    changed = 0
+    with platform_scope():
+        for model in (CardCode, SupplyCode):
+            last_id = 0
+            while True:
+                rows = db.session.execute(
+                    select(model.id, model.ciphertext).where(model.id > last_id)
+                    .order_by(model.id).limit(batch)
+                ).all()
+                if not rows:
+                    break
+                last_id = rows[-1][0]
+                stale = [(i, blob) for i, blob in rows if ring.needs_rotation(blob)]
+                if stale:
+                    fresh = ring.encrypt_many([ring.decrypt(blob) for _, blob in stale])
+                    db.session.execute(
+                        update(model),
+                        [{"id": i, "ciphertext": blob} for (i, _), blob in zip(stale, fresh,
+                                                                               strict=True)],
+                    )
+                    changed += len(stale)
+                db.session.commit()
+                if progress:
+                    progress(len(rows))
+        for model in (Product, SupplyProduct):
+            for item in db.session.scalars(select(model).where(model.text_content.is_not(None))):
+                if ring.needs_rotation(item.text_content):
+                    item.text_content = ring.encrypt(ring.decrypt(item.text_content))
+                    changed += 1
+        for secret in db.session.scalars(select(PlatformSecret)):
+            secret.value = ring.fernet.rotate(bytes(secret.value))
+        db.session.commit()
+    return changed

@@ -1,0 +1,20 @@
+"""Imports every model module, so the mappers and Alembic see the whole schema."""
+
+from .audit.models import AuditEvent  # noqa: F401
+from .catalog.models import (  # noqa: F401
+    BulkPrice,
+    Category,
+    Coupon,
+    LevelPrice,
+    MarkupRule,
+    PriceLevel,
+    Product,
+    SupplyCategory,
+    SupplyProduct,
+)
+from .inventory.models import CardCode, SupplyCode  # noqa: F401
+from .members.models import Customer  # noqa: F401
+from .merchant.models import ShopNotice, StaffUser  # noqa: F401
+from .security.crypto import PlatformSecret  # noqa: F401
+from .superadmin.models import PlatformUser  # noqa: F401
+from .tenants.models import Domain, Tenant  # noqa: F401
