@@ -6,14 +6,49 @@ from kameng.tenants.hosts import SHOP
 
 
 @pytest.fixture
-def world(create_tenant, create_customer, create_staff):
-    """Two shops with one of everything; B's owner and buyer log in on B."""
+def world(create_tenant, create_customer, create_staff, in_app):
+    """Two shops with one of everything; B's owner and buyer log in on B.
+
+    Every shop route argument that names a shop-owned row must have an entry here.
+    """
+    from sqlalchemy import select
+
+    from kameng.audit.service import Actor
+    from kameng.catalog import service as catalog
+    from kameng.catalog.models import MarkupRule
+    from kameng.inventory.models import CardCode
+    from kameng.inventory.service import import_codes
+    from kameng.merchant.models import ShopNotice
+
     a = create_tenant(slug="shopa", owner_email="owner@shopa.test", owner_password="owner-a-pass")
     b = create_tenant(slug="shopb", owner_email="owner@shopb.test", owner_password="owner-b-pass")
     ids_of_a = {
         "customer_id": create_customer(a, email="secret-buyer@shopa.test").id,
         "staff_id": create_staff(a, email="secret-staff@shopa.test").id,
     }
+    with in_app(a) as session:
+        tenant = session.get(type(a), a.id)
+        category = catalog.create_category(tenant, "secret-category")
+        product = catalog.create_product(tenant, name="secret-product", price=500,
+                                         category_id=category.id)
+        import_codes(product, ["secret-code-1", "secret-code-2"], actor=Actor.system())
+        coupon = catalog.create_coupon(tenant, "SECRET10", catalog.CouponTerms("percent", 1000))
+        rule = catalog.set_markup_rule(tenant, scope="category", category_id=category.id,
+                                       kind="percent", value=1000, rounding="0.01")
+        notice = ShopNotice(kind="test", message="secret-notice")
+        session.add(notice)
+        session.flush()
+        ids_of_a.update(
+            category_id=category.id,
+            product_id=product.id,
+            coupon_id=coupon.id,
+            level_id=catalog.list_levels()[-1].id,
+            rule_id=rule.id,
+            notice_id=notice.id,
+            code_id=session.scalar(select(CardCode.id)),
+        )
+        assert session.scalar(select(MarkupRule.id).where(MarkupRule.id == rule.id))
+        session.commit()
     create_customer(b, email="buyer@shopb.test", password="buyer-b-pass")
     return a, b, ids_of_a
 

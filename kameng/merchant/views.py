@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request, url_for
-from flask_login import current_user
+from flask import render_template, request, url_for
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..extensions import login as login_manager
 from ..members import service as members
 from ..members.models import Customer
 from ..security.auth import login_rate_limited
 from ..security.login import login_flow, logout_flow
-from ..tenants.hosts import current_tenant
+from .console import console_blueprint
 from .service import authenticate_staff, get_staff, list_staff
 
-bp = Blueprint("merchant", __name__, template_folder="templates")
-PUBLIC = {"merchant.login"}
-login_manager.blueprint_login_views["merchant"] = "merchant.login"
-
-
-@bp.before_request
-def _staff_only():
-    if request.endpoint not in PUBLIC and not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    return None
-
-
-@bp.context_processor
-def _shop():
-    return {"shop": current_tenant()}
+bp = console_blueprint("merchant", __name__)
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from ..errors import DomainError
 from ..extensions import db
-from ..extensions import login as login_manager
 from ..forms import EmptyForm
 from ..members.models import Customer
 from ..merchant.models import StaffUser
@@ -16,22 +15,11 @@ from ..security.auth import login_rate_limited
 from ..security.login import login_flow, logout_flow
 from ..tenants import service as tenants
 from ..tenants.models import Tenant
-from ..tenants.scoping import enter_platform_scope
+from .console import platform_blueprint
 from .forms import TenantForm
 from .service import authenticate_platform_user
 
-bp = Blueprint("superadmin", __name__, template_folder="templates")
-PUBLIC = {"superadmin.login"}
-login_manager.blueprint_login_views["superadmin"] = "superadmin.login"
-
-
-@bp.before_request
-def _platform_wide():
-    # The platform console sees every shop: the explicit opt-out of tenant scoping.
-    enter_platform_scope()
-    if request.endpoint not in PUBLIC and not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    return None
+bp = platform_blueprint("superadmin", __name__)
 
 
 @bp.get("/")
