@@ -75,6 +75,7 @@ def create_app(config: dict | None = None) -> Flask:
 def _register_blueprints(app: Flask) -> None:
     from .catalog.console import bp as shop_catalog
     from .inventory.console import bp as shop_codes
+    from .inventory.console import supply_bp as supply_codes
     from .landing.views import bp as landing
     from .members.views import bp as members
     from .merchant.views import bp as merchant
@@ -86,6 +87,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(landing, subdomain=LANDING)
     app.register_blueprint(superadmin, subdomain=ADMIN)
     app.register_blueprint(supply, subdomain=ADMIN, url_prefix="/supply")
+    app.register_blueprint(supply_codes, subdomain=ADMIN, url_prefix="/supply")
     app.register_blueprint(merchant, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_catalog, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_codes, subdomain=SHOP, url_prefix="/admin")
