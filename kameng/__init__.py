@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Flask, request
 from jinja2 import ChoiceLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from .config import load_config
 from .extensions import csrf, db, limiter, login, migrate
@@ -34,6 +35,15 @@ class KamengFlask(Flask):
             return super().create_url_adapter(request)
         kind = site_kind(normalize_host(request.host), self.config)
         return self.url_map.bind_to_environ(request.environ, server_name=None, subdomain=kind)
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:…>` in every route: an id beyond the 32-bit columns is simply not found (404),
+    never a database error."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -73,6 +83,7 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    app.url_map.converters["int"] = RowIdConverter
     from .catalog.console import bp as shop_catalog
     from .inventory.console import bp as shop_codes
     from .inventory.console import supply_bp as supply_codes

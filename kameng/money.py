@@ -24,6 +24,9 @@ ROUNDINGS = {
 }
 
 BASIS_POINTS = 10_000  # percentages are stored in basis points: 12.5% == 1250
+# The largest single amount (a price, a cost, a top-up) in minor units: prices live in 32-bit
+# integer columns; sums and balances use 64-bit columns.
+MAX_AMOUNT = 1_000_000_000
 
 
 def minor_digits(currency: str) -> int:
@@ -49,7 +52,7 @@ def parse_amount(text: str | int | None, currency: str = "CNY", *, allow_negativ
         raise DomainError(f"Use at most {digits} decimal places.", field=field)
     if scaled < 0 and not allow_negative:
         raise DomainError("The amount must not be negative.", field=field)
-    if abs(scaled) > 10**13:
+    if abs(scaled) > MAX_AMOUNT:
         raise DomainError("The amount is too large.", field=field)
     return int(scaled)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, g, render_template, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -54,7 +55,8 @@ def render_error(code: int, message: str | None = None, title: str | None = None
     try:
         if shop is not None and site.area == "storefront":
             body = render_themed(
-                shop.theme, "errors/error.html", shop=shop, code=code, title=title, message=message
+                shop.theme, "errors/error.html", shop=shop, buyer=current_user, code=code,
+                title=title, message=message,
             )
         else:
             unknown_host = site is not None and site.kind == "shop" and shop is None

@@ -4,6 +4,8 @@ import pytest
 
 from kameng.tenants.hosts import SHOP
 
+TINY_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+
 
 @pytest.fixture
 def world(create_tenant, create_customer, create_staff, in_app):
@@ -30,7 +32,7 @@ def world(create_tenant, create_customer, create_staff, in_app):
         tenant = session.get(type(a), a.id)
         category = catalog.create_category(tenant, "secret-category")
         product = catalog.create_product(tenant, name="secret-product", price=500,
-                                         category_id=category.id)
+                                         category_id=category.id, image=TINY_PNG)
         import_codes(product, ["secret-code-1", "secret-code-2"], actor=Actor.system())
         coupon = catalog.create_coupon(tenant, "SECRET10", catalog.CouponTerms("percent", 1000))
         rule = catalog.set_markup_rule(tenant, scope="category", category_id=category.id,

@@ -84,3 +84,11 @@ def test_unknown_path_on_shop_is_themed_404(create_tenant, client_for):
     page = client_for(shop).get("/no/such/page")
     assert page.status_code == 404
     assert "Demo Card Shop" in page.get_data(as_text=True)
+
+
+def test_ids_beyond_the_columns_are_404_not_500(create_tenant, client_for, create_admin):
+    shop = create_tenant(slug="demo")
+    owner = client_for(shop)
+    owner.login("owner@demo.test", "owner-pass-1", path="/admin/login")
+    assert owner.get("/admin/customers/99999999999999").status_code == 404
+    assert owner.get("/admin/customers/2147483648").status_code == 404

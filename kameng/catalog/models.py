@@ -101,7 +101,13 @@ class SupplyProduct(ProductDetails, db.Model):
     cost: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
 
-    category: Mapped[SupplyCategory | None] = relationship(back_populates="products")
+    category: Mapped[SupplyCategory | None] = relationship(back_populates="products",
+                                                           lazy="joined")
+
+    @property
+    def on_offer(self) -> bool:
+        """Offered to shops: the product and its category (if any) are active."""
+        return bool(self.active and (self.category is None or self.category.active))
 
     def __repr__(self) -> str:
         return f"<SupplyProduct {self.id} {self.name}>"
@@ -214,7 +220,7 @@ class Product(ProductDetails, TenantScoped, db.Model):
 
     @property
     def on_sale(self) -> bool:
-        return bool(self.active and (self.supply is None or self.supply.active))
+        return bool(self.active and (self.supply is None or self.supply.on_offer))
 
     def __repr__(self) -> str:
         return f"<Product {self.id} {self.title} of tenant {self.tenant_id}>"

@@ -6,7 +6,7 @@ whole breakdown in integer minor units. Checkout, the storefront and the console
 clients never send prices.
 
     base  = own price, or supply cost + markup (most specific rule), rounded by the rule
-    level = the level's explicit price for the product, else base minus the level's discount
+    level = base minus the level's discount, or the level's explicit price if that is lower
     unit  = the lower of the level price and the best bulk price for the quantity,
             never below cost for a supply product
     total = unit * qty - coupon (never below cost * qty for a supply product)
@@ -81,20 +81,20 @@ def base_price(tenant, product) -> tuple[int, int]:
 
 
 def _level_unit(product, level, base: int) -> int:
+    """The level's price: its discount off base, or its explicit price if that is lower."""
     if level is None:
         return base
+    unit = base - apply_percent(base, level.discount_bp)
     for explicit in product.level_prices:
         if explicit.level_id == level.id:
-            return min(base, explicit.price)
-    return base - apply_percent(base, level.discount_bp)
+            unit = min(unit, explicit.price)
+    return unit
 
 
 def _bulk_unit(product, qty: int) -> int | None:
-    best = None
-    for price_break in product.bulk_prices:
-        if price_break.min_qty <= qty and (best is None or price_break.min_qty > best.min_qty):
-            best = price_break
-    return best.unit_price if best is not None else None
+    """The lowest unit price among the breaks this quantity reaches (None: no break applies)."""
+    reached = [b.unit_price for b in product.bulk_prices if b.min_qty <= qty]
+    return min(reached) if reached else None
 
 
 def coupon_problem(coupon, product, level, subtotal: int, now: datetime) -> str | None:

@@ -20,7 +20,8 @@ from sqlalchemy.orm import selectinload
 from ..errors import Conflict, DomainError, NotFound
 from ..extensions import db
 from ..merchant.models import ShopNotice
-from ..money import BASIS_POINTS, ROUNDINGS, format_money
+from ..money import BASIS_POINTS, MAX_AMOUNT, ROUNDINGS, format_money
+from ..rows import row_by_id
 from ..security.crypto import keyring
 from ..security.images import checked_image
 from ..security.sanitize import clean_html
@@ -53,15 +54,35 @@ COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 # -- product details shared by supply and own products ------------------------------------
 
 
-def _name(value: str | None, field: str = "name", required: bool = True) -> str | None:
+def _name(value: str | None, field: str = "name", required: bool = True,
+          limit: int = 200) -> str | None:
     value = (value or "").strip()
     if not value:
         if required:
             raise DomainError("The name is required.", field=field)
         return None
-    if len(value) > 200:
-        raise DomainError("The name must be at most 200 characters.", field=field)
+    if len(value) > limit:
+        raise DomainError(f"The name must be at most {limit} characters.", field=field)
     return value
+
+
+def _amount(value: int, field: str, what: str = "amount") -> int:
+    """A price or cost in minor units within what the columns hold."""
+    if value is None or value < 0:
+        raise DomainError(f"The {what} must not be negative.", field=field)
+    if value > MAX_AMOUNT:
+        raise DomainError(f"The {what} is too large.", field=field)
+    return value
+
+
+def _bounded(value, field: str, what: str, low: int = 0, high: int = 1_000_000) -> int:
+    try:
+        number = int(value or 0)
+    except (TypeError, ValueError):
+        raise DomainError(f"The {what} must be a whole number.", field=field) from None
+    if not low <= number <= high:
+        raise DomainError(f"The {what} must be between {low} and {high}.", field=field)
+    return number
 
 
 def check_input_fields(fields: Iterable[dict] | None) -> list[dict]:
@@ -128,18 +149,16 @@ def _apply_details(target, details: dict) -> None:
         target.delivery_kind = details["delivery_kind"]
     if "input_fields" in details:
         target.input_fields = check_input_fields(details["input_fields"])
-    low = details.get("min_qty", target.min_qty or 1)
-    high = details.get("max_qty", target.max_qty or 100)
-    if not (1 <= int(low) <= int(high) <= MAX_QTY_LIMIT):
-        raise DomainError(f"Quantities must satisfy 1 <= minimum <= maximum <= {MAX_QTY_LIMIT}.",
-                          field="max_qty")
-    target.min_qty, target.max_qty = int(low), int(high)
+    low = _bounded(details.get("min_qty", target.min_qty or 1), "min_qty", "minimum quantity",
+                   1, MAX_QTY_LIMIT)
+    high = _bounded(details.get("max_qty", target.max_qty or 100), "max_qty",
+                    "maximum quantity", 1, MAX_QTY_LIMIT)
+    if low > high:
+        raise DomainError("The minimum quantity must not exceed the maximum.", field="max_qty")
+    target.min_qty, target.max_qty = low, high
     if "low_stock_threshold" in details:
-        threshold = int(details["low_stock_threshold"] or 0)
-        if threshold < 0:
-            raise DomainError("The low-stock threshold must not be negative.",
-                              field="low_stock_threshold")
-        target.low_stock_threshold = threshold
+        target.low_stock_threshold = _bounded(details["low_stock_threshold"],
+                                              "low_stock_threshold", "low-stock threshold")
     if "active" in details:
         target.active = bool(details["active"])
     if details.get("text_content") is not None:
@@ -147,6 +166,9 @@ def _apply_details(target, details: dict) -> None:
         target.text_content = keyring().encrypt(content) if content else None
     if details.get("image") is not None:
         target.image_data, target.image_type = checked_image(details["image"])
+        target.image_version = (target.image_version or 0) + 1
+    elif details.get("remove_image"):
+        target.image_data, target.image_type = None, None
         target.image_version = (target.image_version or 0) + 1
     if (target.delivery_kind == "text" and not target.text_content
             and details.get("require_text_content", True)):
@@ -163,7 +185,7 @@ def text_content(product) -> str:
 
 
 def create_supply_category(name: str, sort: int = 0) -> SupplyCategory:
-    name = _name(name)
+    name = _name(name, limit=120)
     if db.session.scalar(select(SupplyCategory.id).where(SupplyCategory.name == name)):
         raise Conflict(f"A supply category named '{name}' exists.", field="name")
     category = SupplyCategory(name=name, sort=sort)
@@ -173,7 +195,7 @@ def create_supply_category(name: str, sort: int = 0) -> SupplyCategory:
 
 
 def update_supply_category(category: SupplyCategory, *, name: str, sort: int, active: bool):
-    name = _name(name)
+    name = _name(name, limit=120)
     clash = db.session.scalar(
         select(SupplyCategory.id)
         .where(SupplyCategory.name == name, SupplyCategory.id != category.id)
@@ -185,6 +207,13 @@ def update_supply_category(category: SupplyCategory, *, name: str, sort: int, ac
     return category
 
 
+def get_supply_category(category_id: int | None) -> SupplyCategory:
+    category = row_by_id(SupplyCategory, category_id)
+    if category is None:
+        raise NotFound("No such supply category.")
+    return category
+
+
 def list_supply_categories() -> list[SupplyCategory]:
     return list(db.session.scalars(
         select(SupplyCategory).order_by(SupplyCategory.sort, SupplyCategory.name)
@@ -192,7 +221,7 @@ def list_supply_categories() -> list[SupplyCategory]:
 
 
 def get_supply_product(product_id: int) -> SupplyProduct:
-    product = db.session.get(SupplyProduct, product_id)
+    product = row_by_id(SupplyProduct, product_id)
     if product is None:
         raise NotFound("No such supply product.")
     return product
@@ -203,14 +232,18 @@ def list_supply_products(category_id: int | None = None, active_only=False) -> l
     if category_id is not None:
         query = query.where(SupplyProduct.category_id == category_id)
     if active_only:
-        query = query.where(SupplyProduct.active.is_(True))
+        query = query.outerjoin(SupplyProduct.category).where(
+            SupplyProduct.active.is_(True),
+            (SupplyCategory.id.is_(None)) | SupplyCategory.active.is_(True),
+        )
     return list(db.session.scalars(query))
 
 
 def create_supply_product(*, name: str, cost: int, category_id: int | None = None,
                           **details) -> SupplyProduct:
-    if cost < 0:
-        raise DomainError("The cost must not be negative.", field="cost")
+    _amount(cost, "cost", "cost")
+    if category_id is not None:
+        get_supply_category(category_id)
     product = SupplyProduct(
         name=_name(name), cost=cost, category_id=category_id,
         currency=current_app.config["CURRENCY"], input_fields=[], description_html="",
@@ -228,13 +261,13 @@ def update_supply_product(product: SupplyProduct, *, name: str | None = None,
     if name is not None:
         product.name = _name(name)
     if category_id is not ...:
+        if category_id is not None:
+            get_supply_category(category_id)
         product.category_id = category_id
     _apply_details(product, details)
     raised = cost is not None and cost > product.cost
     if cost is not None:
-        if cost < 0:
-            raise DomainError("The cost must not be negative.", field="cost")
-        product.cost = cost
+        product.cost = _amount(cost, "cost", "cost")
     db.session.flush()
     return notify_cost_floor(product) if raised else []
 
@@ -244,7 +277,7 @@ def notify_cost_floor(supply: SupplyProduct) -> list[str]:
 
     quote() already lifts such prices to the floor; this makes sure the shop knows.
     """
-    sent = []
+    sent, notices = [], []
     with platform_scope():
         listings = list(db.session.scalars(
             select(Product).where(Product.supply_product_id == supply.id)
@@ -267,10 +300,12 @@ def notify_cost_floor(supply: SupplyProduct) -> list[str]:
                 f"(markup, level or bulk prices) were below that, so it now sells at no less "
                 f"than {cost}. Review its prices."
             )
-            db.session.add(ShopNotice(tenant_id=listing.tenant_id, kind="price_floor",
+            notices.append(ShopNotice(tenant_id=listing.tenant_id, kind="price_floor",
                                       message=message))
             sent.append(f"{tenant.slug}: {listing.title}")
-    db.session.flush()
+    with platform_scope():  # each notice names its own shop
+        db.session.add_all(notices)
+        db.session.flush()
     return sent
 
 
@@ -285,21 +320,23 @@ def list_categories(active_only=False) -> list[Category]:
 
 
 def get_category(category_id: int) -> Category:
-    category = db.session.get(Category, category_id)
+    category = row_by_id(Category, category_id)
     if category is None:
         raise NotFound("No such category.")
     return category
 
 
 def create_category(tenant: Tenant, name: str, sort: int = 0) -> Category:
-    category = Category(tenant_id=tenant.id, name=_name(name), sort=sort, active=True)
+    category = Category(tenant_id=tenant.id, name=_name(name, limit=120),
+                        sort=_bounded(sort, "sort", "sort order", -1_000_000), active=True)
     db.session.add(category)
     db.session.flush()
     return category
 
 
 def update_category(category: Category, *, name: str, sort: int, active: bool) -> Category:
-    category.name, category.sort, category.active = _name(name), sort, active
+    category.name, category.active = _name(name, limit=120), active
+    category.sort = _bounded(sort, "sort", "sort order", -1_000_000)
     db.session.flush()
     return category
 
@@ -317,7 +354,7 @@ def delete_category(category: Category) -> None:
 
 def get_product(product_id: int) -> Product:
     """A product of the bound shop (another shop's product is simply not found)."""
-    product = db.session.get(Product, product_id)
+    product = row_by_id(Product, product_id)
     if product is None:
         raise NotFound("No such product.")
     return product
@@ -360,7 +397,7 @@ def list_supply_product(tenant: Tenant, supply: SupplyProduct) -> Product:
     existing = db.session.scalar(select(Product).where(Product.supply_product_id == supply.id))
     if existing is not None:
         return existing
-    if not supply.active:
+    if not supply.on_offer:
         raise DomainError("This supply product is not available.")
     category = _shop_category_for(tenant, supply.category)
     product = Product(
@@ -404,8 +441,7 @@ def unlisted_supply_products() -> list[SupplyProduct]:
 def create_product(tenant: Tenant, *, name: str, price: int, category_id: int | None = None,
                    **details) -> Product:
     """Create one of the shop's own products (its own price, its own codes)."""
-    if price is None or price < 0:
-        raise DomainError("The price must not be negative.", field="price")
+    _amount(price, "price", "price")
     if category_id is not None:
         get_category(category_id)
     product = Product(
@@ -427,11 +463,12 @@ def update_product(product: Product, *, name: str | None = None, price: int | No
             get_category(category_id)
         product.category_id = category_id
     if sort is not None:
-        product.sort = sort
+        product.sort = _bounded(sort, "sort", "sort order", -1_000_000)
     if product.is_supply:
         product.name = _name(name, required=False)
         allowed = {k: v for k, v in details.items()
-                   if k in ("description_html", "active", "low_stock_threshold", "image")}
+                   if k in ("description_html", "active", "low_stock_threshold", "image",
+                            "remove_image")}
         if "description_html" in allowed:
             product.description_html = clean_html(allowed.pop("description_html"))
         allowed["require_text_content"] = False
@@ -440,9 +477,7 @@ def update_product(product: Product, *, name: str | None = None, price: int | No
         if name is not None:
             product.name = _name(name)
         if price is not None:
-            if price < 0:
-                raise DomainError("The price must not be negative.", field="price")
-            product.price = price
+            product.price = _amount(price, "price", "price")
         _apply_details(product, details)
     db.session.flush()
     return product
@@ -476,6 +511,8 @@ def set_markup_rule(tenant: Tenant, *, scope: str, kind: str, value: int, roundi
         raise DomainError("Choose a rounding rule.", field="rounding")
     if kind == "percent" and not -BASIS_POINTS < value <= 100 * BASIS_POINTS:
         raise DomainError("The percentage is out of range.", field="value")
+    if kind == "fixed" and abs(value) > MAX_AMOUNT:
+        raise DomainError("The amount is too large.", field="value")
     rule = db.session.scalar(_rule_target(scope, category_id, product_id))
     if rule is None:
         rule = MarkupRule(tenant_id=tenant.id, scope=scope,
@@ -515,7 +552,7 @@ def delete_markup_rule(tenant: Tenant, rule: MarkupRule) -> None:
 
 
 def get_markup_rule(rule_id: int) -> MarkupRule:
-    rule = db.session.get(MarkupRule, rule_id)
+    rule = row_by_id(MarkupRule, rule_id)
     if rule is None:
         raise NotFound("No such markup rule.")
     return rule
@@ -547,7 +584,7 @@ def list_levels() -> list[PriceLevel]:
 
 
 def get_level(level_id: int) -> PriceLevel:
-    level = db.session.get(PriceLevel, level_id)
+    level = row_by_id(PriceLevel, level_id)
     if level is None:
         raise NotFound("No such buyer level.")
     return level
@@ -560,8 +597,9 @@ def save_level(tenant: Tenant, level: PriceLevel | None, *, name: str, rank: int
         raise DomainError("A level needs a name of at most 60 characters.", field="name")
     if not 0 <= discount_bp <= BASIS_POINTS:
         raise DomainError("The discount must be between 0% and 100%.", field="discount")
-    if spend_threshold is not None and spend_threshold < 0:
-        raise DomainError("The spend threshold must not be negative.", field="spend_threshold")
+    if spend_threshold is not None:
+        _amount(spend_threshold, "spend_threshold", "spend threshold")
+    rank = _bounded(rank, "rank", "rank", 0, 1000)
     for other in list_levels():
         if other is level:
             continue
@@ -615,8 +653,7 @@ def upgrade_level(customer) -> PriceLevel | None:
 
 
 def _floor_check(product: Product, price: int, what: str) -> None:
-    if price < 0:
-        raise DomainError(f"The {what} must not be negative.", field="price")
+    _amount(price, "price", what)
     if product.is_supply and price < product.supply.cost:
         cost = format_money(product.supply.cost, product.supply.currency)
         raise DomainError(f"The {what} must not be below the cost of {cost}.", field="price")
@@ -692,14 +729,15 @@ def _check_terms(terms: CouponTerms) -> None:
         if terms.product_id is None:
             raise DomainError("Choose the product.", field="product_id")
         get_product(terms.product_id)
-    if terms.min_amount < 0:
-        raise DomainError("The minimum amount must not be negative.", field="min_amount")
+    _amount(terms.min_amount, "min_amount", "minimum amount")
+    if terms.kind == "fixed":
+        _amount(terms.value, "value", "coupon value")
     if terms.starts_at and terms.ends_at and terms.ends_at <= terms.starts_at:
         raise DomainError("The coupon must end after it starts.", field="ends_at")
     for name in ("max_uses", "max_uses_per_buyer"):
         value = getattr(terms, name)
-        if value is not None and value < 1:
-            raise DomainError("Use limits must be at least 1.", field=name)
+        if value is not None and not 1 <= value <= 1_000_000_000:
+            raise DomainError("Use limits must be between 1 and 1,000,000,000.", field=name)
     known = {level.id for level in list_levels()}
     if any(level_id not in known for level_id in terms.allowed_level_ids):
         raise DomainError("Unknown buyer level.", field="allowed_level_ids")
@@ -767,7 +805,7 @@ def find_coupon(code: str) -> Coupon | None:
 
 
 def get_coupon(coupon_id: int) -> Coupon:
-    coupon = db.session.get(Coupon, coupon_id)
+    coupon = row_by_id(Coupon, coupon_id)
     if coupon is None:
         raise NotFound("No such coupon.")
     return coupon

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, update
 
 from ..audit.service import Actor, record
 from ..catalog.models import Product, SupplyProduct
@@ -26,6 +28,7 @@ from .models import MAX_CODE_LENGTH, CardCode, SupplyCode
 CHUNK = 20_000
 UNLIMITED_KINDS = ("text", "manual", "topup")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass
@@ -64,8 +67,8 @@ def _check_card_product(target) -> None:
 
 def normalize_code(raw: str) -> str | None:
     """A code as stored: trimmed. None when invalid (too long, or with control characters)."""
-    code = raw.strip().strip("\ufeff").strip()
-    if len(code) > MAX_CODE_LENGTH or any(ord(ch) < 32 and ch != "\t" for ch in code):
+    code = raw.strip().lstrip("\ufeff").strip()
+    if len(code) > MAX_CODE_LENGTH or CONTROL_CHARACTERS.search(code):
         return None
     return code
 
@@ -115,96 +118,135 @@ def import_codes(target: Product | SupplyProduct, lines: Iterable[str], *, actor
     """Import codes into `target`'s stock: trimmed, de-duplicated (within the input and against
     the stock, by keyed fingerprint), encrypted, and audited as one batch.
 
-    Runs in the caller's transaction; the caller commits. Memory stays flat: the input is read
-    in chunks, and on PostgreSQL de-duplication happens in the database.
+    Runs in the caller's transaction; the caller commits. The product row is locked for the
+    duration, so two imports into one product take turns; the unique index on
+    (product, fingerprint) stays the last word. Only new codes are encrypted and written:
+    with COPY on PostgreSQL, with INSERT OR IGNORE elsewhere.
     """
     model, extra = _stock_of(target)
     _check_card_product(target)
-    tenant_id = extra.get("tenant_id")
-    event = record(actor, "codes.import", tenant_id=tenant_id,
+    event = record(actor, "codes.import", tenant_id=extra.get("tenant_id"),
                    target=f"{'supply ' if model is SupplyCode else ''}product {target.id}")
     report = ImportReport(batch_id=event.id)
     ring = keyring()
     fingerprint = ring.fingerprinter()
     postgres = db.session.get_bind().dialect.name == "postgresql"
-    writer = _PostgresWriter(model, target.id, extra, event.id) if postgres \
-        else _PortableWriter(model, target.id, extra, event.id)
+    writer_class = _CopyWriter if postgres else _PortableWriter
+    writer = writer_class(model, type(target), target.id, extra, event.id)
+    seen = writer.existing_fingerprints()
 
-    chunk: list[str] = []
-    for raw in lines:
-        if not raw.strip():
-            continue
-        code = normalize_code(raw)
-        if code is None or not code:
-            report.invalid += 1
-            continue
-        chunk.append(code)
-        if len(chunk) >= CHUNK:
-            writer.write(chunk, [fingerprint(c) for c in chunk], ring.encrypt_many(chunk))
-            if progress:
-                progress(len(chunk))
-            chunk = []
-    if chunk:
-        writer.write(chunk, [fingerprint(c) for c in chunk], ring.encrypt_many(chunk))
+    codes: list[str] = []
+    prints: list[bytes] = []
+
+    def flush() -> None:
+        if codes:
+            writer.write(prints, ring.encrypt_many(codes))
         if progress:
-            progress(len(chunk))
-    staged, report.added = writer.finish()
-    report.duplicates = staged - report.added
+            progress(len(codes))
+        codes.clear()
+        prints.clear()
+
+    try:
+        for raw in lines:
+            if not raw.strip():
+                continue
+            code = normalize_code(raw)
+            if not code:
+                report.invalid += 1
+                continue
+            mark = fingerprint(code)
+            if mark in seen:
+                report.duplicates += 1
+                continue
+            seen.add(mark)
+            codes.append(code)
+            prints.append(mark)
+            if len(codes) >= CHUNK:
+                flush()
+        flush()
+        written, report.added = writer.finish()
+    except BaseException as error:
+        writer.close(error)
+        raise
+    report.duplicates += written - report.added  # lost a race with another writer (SQLite)
     event.details = {"added": report.added, "duplicates": report.duplicates,
                      "invalid": report.invalid}
     db.session.flush()
     return report
 
 
-class _PostgresWriter:
-    """COPY (binary) into a temporary table, then one INSERT … SELECT … ON CONFLICT DO NOTHING:
-    duplicates inside the file and against the stock are dropped by the unique index."""
-
-    def __init__(self, model, product_id: int, extra: dict, batch_id: int):
+class _Writer:
+    def __init__(self, model, product_model, product_id: int, extra: dict, batch_id: int):
         self.model, self.product_id, self.extra, self.batch_id = model, product_id, extra, batch_id
-        self.connection = db.session.connection()
-        self.connection.exec_driver_sql(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS code_import_stage "
-            "(seq bigserial, fingerprint bytea, ciphertext bytea) ON COMMIT DROP"
-        )
-        self.connection.exec_driver_sql("TRUNCATE code_import_stage")
-        self.staged = 0
+        self.written = 0
+        self.lock_product(product_model)
 
-    def write(self, codes, fingerprints, ciphertexts) -> None:
-        raw = self.connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(
-            "COPY code_import_stage (fingerprint, ciphertext) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(["bytea", "bytea"])
-            for row in zip(fingerprints, ciphertexts, strict=True):
-                copy.write_row(row)
-        self.staged += len(codes)
+    def lock_product(self, product_model) -> None:
+        """Imports into one product take turns (a row lock where the database has them)."""
+        db.session.execute(
+            select(product_model.id).where(product_model.id == self.product_id).with_for_update()
+        )
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Release what the writer holds (after an error, abandon the rows in flight)."""
+
+    def existing_fingerprints(self) -> set[bytes]:
+        rows = db.session.execute(
+            select(self.model.fingerprint).where(self.model.product_id == self.product_id)
+            .execution_options(yield_per=CHUNK)
+        )
+        return {bytes(mark) for (mark,) in rows}
+
+
+class _CopyWriter(_Writer):
+    """PostgreSQL: one binary COPY straight into the codes table for the whole import, so the
+    server stores rows while Python encrypts the next ones."""
+
+    copy = None
+
+    def _open(self) -> None:
+        columns = ["product_id", "fingerprint", "ciphertext", "status", "batch_id"]
+        types = ["int4", "bytea", "bytea", "text", "int4"]
+        self.tail = ("available", self.batch_id)
+        if "tenant_id" in self.extra:
+            columns.append("tenant_id")
+            types.append("int4")
+            self.tail += (self.extra["tenant_id"],)
+        raw = db.session.connection().connection.driver_connection
+        self.stack = ExitStack()
+        cursor = self.stack.enter_context(raw.cursor())
+        self.copy = self.stack.enter_context(cursor.copy(
+            f"COPY {self.model.__table__.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        ))
+        self.copy.set_types(types)
+
+    def write(self, fingerprints: list[bytes], ciphertexts: list[bytes]) -> None:
+        if self.copy is None:
+            self._open()
+        product_id, tail, write_row = self.product_id, self.tail, self.copy.write_row
+        for mark, blob in zip(fingerprints, ciphertexts, strict=True):
+            write_row((product_id, mark, blob, *tail))
+        self.written += len(fingerprints)
+
+    def close(self, error: BaseException | None = None) -> None:
+        if self.copy is not None:
+            stack, self.copy = self.stack, None
+            if error is None:
+                stack.close()
+            else:
+                stack.__exit__(type(error), error, error.__traceback__)
 
     def finish(self) -> tuple[int, int]:
-        table = self.model.__table__.name
-        tenant_column = ", tenant_id" if "tenant_id" in self.extra else ""
-        tenant_value = ", :tenant_id" if "tenant_id" in self.extra else ""
-        result = self.connection.execute(
-            text(
-                f"INSERT INTO {table} (product_id, fingerprint, ciphertext, status, batch_id,"  # noqa: S608
-                f" created_at{tenant_column}) "
-                f"SELECT :product_id, fingerprint, ciphertext, 'available', :batch_id, now()"
-                f"{tenant_value} FROM code_import_stage ORDER BY seq "
-                f"ON CONFLICT DO NOTHING"
-            ),
-            {"product_id": self.product_id, "batch_id": self.batch_id, **self.extra},
-        )
-        self.connection.exec_driver_sql("TRUNCATE code_import_stage")
-        return self.staged, result.rowcount
+        self.close()
+        return self.written, self.written
 
 
-class _PortableWriter:
-    """SQLite and others: INSERT OR IGNORE in chunks; the unique index drops duplicates."""
+class _PortableWriter(_Writer):
+    """SQLite and others: INSERT OR IGNORE in chunks; the unique index drops late duplicates."""
 
-    def __init__(self, model, product_id: int, extra: dict, batch_id: int):
-        self.model, self.product_id, self.extra, self.batch_id = model, product_id, extra, batch_id
+    def __init__(self, *args):
+        super().__init__(*args)
         self.before = self._count()
-        self.staged = 0
 
     def _count(self) -> int:
         return db.session.scalar(
@@ -212,18 +254,18 @@ class _PortableWriter:
             .where(self.model.product_id == self.product_id)
         )
 
-    def write(self, codes, fingerprints, ciphertexts) -> None:
+    def write(self, fingerprints: list[bytes], ciphertexts: list[bytes]) -> None:
         now = datetime.now(UTC)
         rows = [
-            {"product_id": self.product_id, "fingerprint": fp, "ciphertext": ct,
+            {"product_id": self.product_id, "fingerprint": mark, "ciphertext": blob,
              "status": "available", "batch_id": self.batch_id, "created_at": now, **self.extra}
-            for fp, ct in zip(fingerprints, ciphertexts, strict=True)
+            for mark, blob in zip(fingerprints, ciphertexts, strict=True)
         ]
         db.session.execute(insert(self.model).prefix_with("OR IGNORE"), rows)
-        self.staged += len(codes)
+        self.written += len(rows)
 
     def finish(self) -> tuple[int, int]:
-        return self.staged, self._count() - self.before
+        return self.written, self._count() - self.before
 
 
 # -- stock -------------------------------------------------------------------------------------
@@ -263,6 +305,29 @@ def available_stock(products: Iterable[Product]) -> dict[int, int | None]:
     for product in products:
         stock[product.id] = counts.get(product.id, 0) if product.kind == "card" else None
     return stock
+
+
+def stock_summary(targets: Iterable[Product | SupplyProduct]) -> dict[int, dict | None]:
+    """Per product: {"available": n, "low": below its threshold} for `card` products (None for
+    kinds not limited by codes), in one query per kind of stock."""
+    targets = list(targets)
+    summary: dict[int, dict | None] = {}
+    for model, group in ((SupplyCode, [t for t in targets if isinstance(t, SupplyProduct)]),
+                         (CardCode, [t for t in targets if not isinstance(t, SupplyProduct)])):
+        cards = [t for t in group if t.delivery_kind == "card"]
+        counts = dict(db.session.execute(
+            select(model.product_id, func.count())
+            .where(model.product_id.in_([t.id for t in cards]), model.status == "available")
+            .group_by(model.product_id)).all()) if cards else {}
+        for target in group:
+            if target.delivery_kind != "card":
+                summary[target.id] = None
+                continue
+            available = counts.get(target.id, 0)
+            threshold = target.low_stock_threshold or 0
+            summary[target.id] = {"available": available,
+                                  "low": threshold > 0 and available < threshold}
+    return summary
 
 
 def low_stock(target: Product | SupplyProduct) -> bool:

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from ..errors import NotFound
 from ..extensions import db
+from ..rows import row_by_id
 from ..security.auth import authenticate, new_account, normalize_email
 from .models import Customer
 
@@ -35,7 +36,7 @@ def list_customers(search: str = "", limit: int = 200) -> list[Customer]:
 
 def get_customer(customer_id: int) -> Customer:
     """A buyer of the bound shop; another shop's buyer is simply not found."""
-    customer = db.session.get(Customer, customer_id)
+    customer = row_by_id(Customer, customer_id)
     if customer is None:
         raise NotFound("No such buyer.")
     return customer

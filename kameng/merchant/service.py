@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from ..errors import DomainError, NotFound
 from ..extensions import db
+from ..rows import row_by_id
 from ..security.auth import authenticate, new_account
 from ..tenants.models import Tenant
 from .models import STAFF_ROLES, StaffUser
@@ -39,7 +40,7 @@ def list_staff() -> list[StaffUser]:
 
 def get_staff(staff_id: int) -> StaffUser:
     """A staff member of the bound shop; another shop's staff is simply not found."""
-    staff = db.session.get(StaffUser, staff_id)
+    staff = row_by_id(StaffUser, staff_id)
     if staff is None:
         raise NotFound("No such staff member.")
     return staff

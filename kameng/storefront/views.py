@@ -1,25 +1,94 @@
-"""Shop pages for buyers: the home page (a placeholder naming the shop) and theme files."""
+"""Shop pages for buyers: home, category, search, product, product images and theme files."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, send_from_directory
+from functools import partial
+
+from flask import Blueprint, abort, current_app, g, request, send_from_directory
 from flask_login import current_user
 
+from ..catalog.service import level_for, list_categories
+from ..money import format_money
 from ..tenants.hosts import current_tenant
 from ..themes import render_themed, theme_static_path
+from . import service
 
 bp = Blueprint("storefront", __name__)
 
+# Ids are 32-bit in the database: a larger one in a URL is a 404 from the router, never an
+# integer overflow in the database driver.
+MAX_ID = 2**31 - 1
+IMMUTABLE = "public, max-age=31536000, immutable"
+
 
 def render_shop(template: str, **context) -> str:
-    """Render a buyer page with the current shop's theme."""
+    """Render a buyer page with the current shop's theme.
+
+    Besides `shop` and `buyer`, every page gets `money(amount)` (formatted in the shop's
+    currency) and `show_stock_numbers`.
+    """
     shop = current_tenant()
-    return render_themed(shop.theme, template, shop=shop, buyer=current_user, **context)
+    return render_themed(
+        shop.theme, template, shop=shop, buyer=current_user,
+        money=partial(format_money, currency=shop.currency),
+        show_stock_numbers=service.shows_stock_numbers(shop), **context,
+    )
+
+
+@bp.app_template_global()
+def shop_categories() -> list:
+    """The shop's active categories in display order: the header's links (read once a request)."""
+    if "_kameng_shop_categories" not in g:
+        g._kameng_shop_categories = list_categories(active_only=True)
+    return g._kameng_shop_categories
 
 
 @bp.get("/")
 def home():
-    return render_shop("home.html")
+    shop = current_tenant()
+    sections = service.home_sections(shop, level_for(current_user), shop_categories())
+    return render_shop("home.html", sections=sections)
+
+
+@bp.get(f"/category/<int(max={MAX_ID}):category_id>")
+def category(category_id: int):
+    shop = current_tenant()
+    chosen = service.active_category(category_id)
+    items = service.category_shelf(shop, level_for(current_user), chosen)
+    return render_shop("category.html", category=chosen, items=items)
+
+
+@bp.get("/search")
+def search():
+    shop = current_tenant()
+    q = service.clean_search(request.args.get("q", type=str))
+    items = service.search_shelf(shop, level_for(current_user), shop_categories(), q)
+    return render_shop("search.html", q=q, items=items)
+
+
+@bp.get(f"/product/<int(max={MAX_ID}):product_id>")
+def product(product_id: int):
+    shop = current_tenant()
+    chosen = service.shelf_product(product_id, shop_categories())
+    level = level_for(current_user)
+    guest = level_for(None) if current_user.is_authenticated else level
+    view = service.product_view(shop, level, guest, chosen, shop_categories())
+    return render_shop("product.html", product=chosen, view=view, item=view.item)
+
+
+@bp.get(f"/product/<int(max={MAX_ID}):product_id>/image")
+def product_image(product_id: int):
+    image = service.product_image(product_id, shop_categories())
+    response = current_app.response_class(image.data, mimetype=image.content_type)
+    response.set_etag(f"image-{image.token}")
+    # A link carrying the current version may be cached for good: a new image gets a new URL.
+    # Anything else is revalidated with the ETag.
+    if request.args.get("v") == image.token:
+        response.headers["Cache-Control"] = IMMUTABLE
+    else:
+        response.headers["Cache-Control"] = "public, no-cache"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response.make_conditional(request)
 
 
 @bp.get("/theme/<theme>/<path:filename>")

@@ -1,0 +1,225 @@
+"""What the shop pages show: shelves of priced, stocked products for one buyer level.
+
+Every price comes from `catalog.pricing.quote`; this module only decides which products a
+buyer may see and gathers their data with one query per kind of data (products with their
+bulk and level prices, stock of all of them at once, the shop's markup rules once), so a page
+costs the same few queries whether the shop sells five products or five hundred.
+
+A product is on the shelf when it is on sale (active, and its supply product too) and its
+category, if it has one, is active: hiding a category hides its products everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..catalog import service as catalog
+from ..catalog.models import Category, PriceLevel, Product
+from ..catalog.pricing import Quote, quote
+from ..errors import NotFound
+from ..inventory.service import available_stock
+from ..tenants.models import Tenant
+
+SEARCH_MAX_LENGTH = 100
+OTHER_TITLE = "Other"
+
+
+@dataclass(frozen=True)
+class ShelfItem:
+    """One product as a buyer sees it: its price at the smallest quantity, and its stock."""
+
+    product: Product
+    quote: Quote  # one unit at the product's minimum quantity, for the buyer's level
+    stock: int | None  # units a buyer can order now (None: not limited by codes)
+    from_quote: Quote | None = None  # the cheapest bulk break, when cheaper than `quote`
+
+    @property
+    def unit(self) -> int:
+        return self.quote.unit
+
+    @property
+    def from_unit(self) -> int | None:
+        return self.from_quote.unit if self.from_quote is not None else None
+
+    @property
+    def sold_out(self) -> bool:
+        return self.stock is not None and self.stock < self.product.quantity_range[0]
+
+    @property
+    def image_token(self) -> str | None:
+        return image_token(self.product)
+
+
+@dataclass(frozen=True)
+class ShelfSection:
+    """A heading of the home page: a category (None: products without one) and its items."""
+
+    category: Category | None
+    title: str
+    items: list[ShelfItem]
+
+
+@dataclass(frozen=True)
+class PriceBreak:
+    """A row of a product's bulk price table: from `min_qty` units on, each costs `quote.unit`."""
+
+    min_qty: int
+    quote: Quote
+
+
+@dataclass(frozen=True)
+class ProductView:
+    """Everything the product page shows."""
+
+    item: ShelfItem
+    category: Category | None  # None: the product has no category
+    level: PriceLevel | None
+    guest_quote: Quote | None  # the visitor's price, when this buyer's is lower
+    price_breaks: list[PriceBreak]  # empty when no bulk price lowers this buyer's price
+
+
+@dataclass(frozen=True)
+class ProductImage:
+    data: bytes
+    content_type: str
+    token: str  # changes whenever the image does: the ?v= of its links and its ETag
+
+
+# -- reading the shelf ---------------------------------------------------------------------
+
+
+def shows_stock_numbers(tenant: Tenant) -> bool:
+    """Whether the shop shows how many units are left (else just in stock / sold out)."""
+    return bool((tenant.settings or {}).get("show_stock_numbers", True))
+
+
+def image_token(product: Product) -> str | None:
+    """The version of the image a product shows (None: no image).
+
+    An own image and a supply product's image number their versions separately, so the token
+    says which one it is: a listing that gets its own image never reuses a cached URL.
+    """
+    if product.image_type:
+        return str(product.image_version or 0)
+    if product.supply is not None and product.supply.image_type:
+        return f"s{product.supply.image_version or 0}"
+    return None
+
+
+def _on_shelf(product: Product, active_category_ids: set[int]) -> bool:
+    return product.on_sale and (
+        product.category_id is None or product.category_id in active_category_ids
+    )
+
+
+def _bulk_quantities(product: Product) -> list[int]:
+    """Quantities at which a bulk break starts, within what the product may be ordered."""
+    low, high = product.quantity_range
+    return sorted({b.min_qty for b in product.bulk_prices if low < b.min_qty <= high})
+
+
+def _shelf_item(tenant: Tenant, product: Product, level: PriceLevel | None,
+                stock: int | None) -> ShelfItem:
+    first = quote(tenant, product, level, product.quantity_range[0])
+    cheapest = None
+    for qty in _bulk_quantities(product):
+        candidate = quote(tenant, product, level, qty)
+        if candidate.unit < first.unit and (cheapest is None or candidate.unit < cheapest.unit):
+            cheapest = candidate
+    return ShelfItem(product=product, quote=first, stock=stock, from_quote=cheapest)
+
+
+def shelf(tenant: Tenant, level: PriceLevel | None, products: list[Product]) -> list[ShelfItem]:
+    """Price and stock `products` for a buyer at `level`: one stock query for all of them."""
+    stock = available_stock(products)
+    return [_shelf_item(tenant, p, level, stock.get(p.id)) for p in products]
+
+
+def home_sections(tenant: Tenant, level: PriceLevel | None,
+                  categories: list[Category]) -> list[ShelfSection]:
+    """The home page: each active category (in `categories` order) with its products on the
+    shelf, then the products without a category under "Other"; empty sections are left out."""
+    active_ids = {c.id for c in categories}
+    products = [p for p in catalog.list_products(on_sale_only=True) if _on_shelf(p, active_ids)]
+    by_category: dict[int | None, list[ShelfItem]] = {}
+    for item in shelf(tenant, level, products):
+        by_category.setdefault(item.product.category_id, []).append(item)
+    sections = [ShelfSection(c, c.name, by_category[c.id]) for c in categories
+                if c.id in by_category]
+    if None in by_category:
+        sections.append(ShelfSection(None, OTHER_TITLE, by_category[None]))
+    return sections
+
+
+def active_category(category_id: int) -> Category:
+    """A category buyers may browse (another shop's or an inactive one is not found)."""
+    category = catalog.get_category(category_id)
+    if not category.active:
+        raise NotFound("No such category.")
+    return category
+
+
+def category_shelf(tenant: Tenant, level: PriceLevel | None,
+                   category: Category) -> list[ShelfItem]:
+    products = catalog.list_products(category_id=category.id, on_sale_only=True)
+    return shelf(tenant, level, products)
+
+
+def clean_search(text: str | None) -> str:
+    """What a buyer typed into the search box, trimmed and capped."""
+    return " ".join((text or "")[:SEARCH_MAX_LENGTH].split())
+
+
+def search_shelf(tenant: Tenant, level: PriceLevel | None, categories: list[Category],
+                 text: str) -> list[ShelfItem]:
+    """Products on the shelf whose title contains `text` (case-insensitive); none for ""."""
+    text = clean_search(text)
+    if not text:
+        return []
+    active_ids = {c.id for c in categories}
+    products = [p for p in catalog.list_products(search=text, on_sale_only=True)
+                if _on_shelf(p, active_ids)]
+    return shelf(tenant, level, products)
+
+
+def shelf_product(product_id: int, categories: list[Category]) -> Product:
+    """A product buyers may see (inactive, hidden or another shop's: not found)."""
+    product = catalog.get_product(product_id)
+    if not _on_shelf(product, {c.id for c in categories}):
+        raise NotFound("No such product.")
+    return product
+
+
+def product_view(tenant: Tenant, level: PriceLevel | None, guest_level: PriceLevel | None,
+                 product: Product, categories: list[Category]) -> ProductView:
+    """The product page for a buyer at `level`: price, visitor's price, bulk table, stock."""
+    item = shelf(tenant, level, [product])[0]
+    guest_quote = None
+    if level is not None and (guest_level is None or guest_level.id != level.id):
+        candidate = quote(tenant, product, guest_level, product.quantity_range[0])
+        if candidate.unit > item.unit:
+            guest_quote = candidate
+    # A break that does not lower this buyer's price (their level may already beat it) is
+    # left out; a table with only its first row is no table.
+    breaks = [PriceBreak(product.quantity_range[0], item.quote)]
+    for qty in _bulk_quantities(product):
+        quoted = quote(tenant, product, level, qty)
+        if quoted.unit < breaks[-1].quote.unit:
+            breaks.append(PriceBreak(qty, quoted))
+    if len(breaks) == 1:
+        breaks = []
+    category = next((c for c in categories if c.id == product.category_id), None)
+    return ProductView(item=item, category=category, level=level, guest_quote=guest_quote,
+                       price_breaks=breaks)
+
+
+def product_image(product_id: int, categories: list[Category]) -> ProductImage:
+    """The image a product shows: its own, else its supply product's (loaded only here)."""
+    product = shelf_product(product_id, categories)
+    token = image_token(product)
+    if token is None:
+        raise NotFound("This product has no image.")
+    source = product if product.image_type else product.supply
+    if not source.image_data:  # the deferred column is read here, and only here
+        raise NotFound("This product has no image.")
+    return ProductImage(data=source.image_data, content_type=source.image_type, token=token)
