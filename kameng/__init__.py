@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import Flask, request
 from jinja2 import ChoiceLoader
+from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -68,6 +69,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     tenants.init_app(app)
     db.init_app(app)
+    _sqlite_pragmas(app)
     migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"], render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
@@ -80,6 +82,21 @@ def create_app(config: dict | None = None) -> Flask:
 
     register_commands(app)
     return app
+
+
+def _sqlite_pragmas(app: Flask) -> None:
+    """SQLite: enforce foreign keys (as PostgreSQL does), wait for locks instead of failing."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return
+    with app.app_context():
+        engine = db.engine
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -1,6 +1,7 @@
 """Every shop route that takes an id: shop A's ids on shop B's host are 404, never A's data."""
 
 import pytest
+from werkzeug.routing import IntegerConverter
 
 from kameng.tenants.hosts import SHOP
 
@@ -64,7 +65,7 @@ def _id_routes(app):
         int_args = [
             name
             for name, conv in rule._converters.items()
-            if type(conv).__name__ == "IntegerConverter"
+            if isinstance(conv, IntegerConverter)
         ]
         if int_args:
             routes.append((rule, int_args))

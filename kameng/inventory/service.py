@@ -83,7 +83,7 @@ def lines_of_csv(stream: Iterable[str]) -> Iterator[str]:
     non-empty cells joined by a space (card number + password pairs stay one code)."""
     reader = csv.reader(stream)
     column = None
-    for index, row in enumerate(reader):
+    for index, row in enumerate(_readable(reader)):
         cells = [cell.strip() for cell in row]
         if index == 0:
             lowered = [c.lower().lstrip("\ufeff") for c in cells]
@@ -97,6 +97,13 @@ def lines_of_csv(stream: Iterable[str]) -> Iterator[str]:
             yield cells[column] if column < len(cells) else ""
         else:
             yield " ".join(c for c in cells if c)
+
+
+def _readable(reader) -> Iterator[list[str]]:
+    try:
+        yield from reader
+    except csv.Error as error:
+        raise DomainError(f"The CSV file cannot be read ({error}).", field="file") from None
 
 
 def lines_of_upload(filename: str, data: bytes) -> Iterator[str]:

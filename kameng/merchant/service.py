@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import select
 
 from ..errors import DomainError, NotFound
@@ -9,7 +11,7 @@ from ..extensions import db
 from ..rows import row_by_id
 from ..security.auth import authenticate, new_account
 from ..tenants.models import Tenant
-from .models import STAFF_ROLES, StaffUser
+from .models import STAFF_ROLES, ShopNotice, StaffUser
 
 
 def create_staff(
@@ -44,3 +46,21 @@ def get_staff(staff_id: int) -> StaffUser:
     if staff is None:
         raise NotFound("No such staff member.")
     return staff
+
+
+def unread_notices(limit: int = 50) -> list[ShopNotice]:
+    """The bound shop's unread notices, newest first."""
+    return list(db.session.scalars(
+        select(ShopNotice).where(ShopNotice.read_at.is_(None))
+        .order_by(ShopNotice.id.desc()).limit(limit)
+    ))
+
+
+def mark_notice_read(notice_id: int) -> ShopNotice:
+    notice = row_by_id(ShopNotice, notice_id)
+    if notice is None:
+        raise NotFound("No such notice.")
+    if notice.read_at is None:
+        notice.read_at = datetime.now(UTC)
+        db.session.flush()
+    return notice

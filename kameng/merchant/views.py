@@ -6,12 +6,13 @@ from flask import render_template, request, url_for
 from sqlalchemy import func, select
 
 from ..extensions import db
+from ..forms import EmptyForm
 from ..members import service as members
 from ..members.models import Customer
 from ..security.auth import login_rate_limited
 from ..security.login import login_flow, logout_flow
 from .console import console_blueprint
-from .service import authenticate_staff, get_staff, list_staff
+from .service import authenticate_staff, get_staff, list_staff, unread_notices
 
 bp = console_blueprint("merchant", __name__)
 
@@ -35,8 +36,10 @@ def logout():
 @bp.get("/")
 def dashboard():
     buyers = db.session.scalar(select(func.count()).select_from(Customer))
+    notices = unread_notices()
     return render_template(
-        "merchant/dashboard.html", buyers=buyers, staff_count=len(list_staff())
+        "merchant/dashboard.html", buyers=buyers, staff_count=len(list_staff()),
+        notices=notices, action=EmptyForm(),
     )
 
 
