@@ -157,6 +157,7 @@ class Product(ProductDetails, TenantScoped, db.Model):
             postgresql_where=text("supply_product_id IS NOT NULL"),
             sqlite_where=text("supply_product_id IS NOT NULL"),
         ),
+        UniqueConstraint("tenant_id", "id"),  # the target of shop-owned composite keys
         CheckConstraint("price IS NULL OR price >= 0", name="price"),
         CheckConstraint("supply_product_id IS NOT NULL OR price IS NOT NULL", name="priced"),
         CheckConstraint("delivery_kind IN ('card', 'text', 'manual', 'topup')", name="kind"),

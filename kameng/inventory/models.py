@@ -13,6 +13,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -44,16 +45,19 @@ class CodeColumns:
 
 
 class CardCode(CodeColumns, TenantScoped, db.Model):
-    """A code of a shop's own product."""
+    """A code of a shop's own product; the composite key proves it is that shop's product."""
 
     __tablename__ = "card_codes"
+    tenant_via_parent = True
     __table_args__ = (
         UniqueConstraint("tenant_id", "product_id", "fingerprint"),
         Index("ix_card_codes_stock", "tenant_id", "product_id", "status"),
         CheckConstraint("status IN ('available', 'reserved', 'sold', 'void')", name="status"),
+        ForeignKeyConstraint(["tenant_id", "product_id"], ["products.tenant_id", "products.id"],
+                             ondelete="RESTRICT"),
     )
 
-    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"))
+    product_id: Mapped[int] = mapped_column()
 
 
 class SupplyCode(CodeColumns, db.Model):

@@ -35,10 +35,19 @@ class TenantScopeError(RuntimeError):
 
 
 class TenantScoped:
-    """Mixin for every shop-owned table: a non-null, indexed `tenant_id`."""
+    """Mixin for every shop-owned table: a non-null, indexed `tenant_id`.
+
+    A table whose rows hang off another shop-owned row may set `tenant_via_parent = True` and
+    declare a composite foreign key (tenant_id, parent_id) -> parent (tenant_id, id) instead:
+    one check that also proves the row and its parent belong to the same shop.
+    """
+
+    tenant_via_parent = False
 
     @declared_attr
     def tenant_id(cls) -> Mapped[int]:
+        if cls.tenant_via_parent:
+            return mapped_column(nullable=False, index=True)
         return mapped_column(
             ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True
         )

@@ -158,7 +158,8 @@ def upgrade():
     sa.ForeignKeyConstraint(['category_id'], ['categories.id'], name=op.f('fk_products_category_id_categories'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['supply_product_id'], ['supply_products.id'], name=op.f('fk_products_supply_product_id_supply_products'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_products_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_products'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_products')),
+    sa.UniqueConstraint('tenant_id', 'id', name=op.f('uq_products_tenant_id_id'))
     )
     with op.batch_alter_table('products', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_products_category_id'), ['category_id'], unique=False)
@@ -216,8 +217,7 @@ def upgrade():
     sa.Column('sold_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('tenant_id', sa.Integer(), nullable=False),
     sa.CheckConstraint("status IN ('available', 'reserved', 'sold', 'void')", name=op.f('ck_card_codes_status')),
-    sa.ForeignKeyConstraint(['product_id'], ['products.id'], name=op.f('fk_card_codes_product_id_products'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_card_codes_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id', 'product_id'], ['products.tenant_id', 'products.id'], name=op.f('fk_card_codes_tenant_id_products'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_card_codes')),
     sa.UniqueConstraint('tenant_id', 'product_id', 'fingerprint', name=op.f('uq_card_codes_tenant_id_product_id_fingerprint'))
     )
