@@ -124,7 +124,8 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         # A new shop's default markup over the supply catalog, in basis points (2000 = 20%).
         "DEFAULT_MARKUP_BP": _int(env, "DEFAULT_MARKUP_PERCENT", 20) * 100,
         # The port people reach the site on, for printed links (`kameng serve` sets it).
-        "PUBLIC_PORT": _int(env, "PUBLIC_PORT", 0) or None,
+        "PUBLIC_PORT": _int(env, "PUBLIC_PORT", 8000 if kameng_env == "development" else 0)
+        or None,
         "PASSWORD_MIN_LENGTH": _int(env, "PASSWORD_MIN_LENGTH", 8, minimum=6),
         "SESSION_DAYS": _int(env, "SESSION_DAYS", 14, minimum=1),
         # Argon2id cost; the defaults follow the argon2-cffi recommendation (RFC 9106 low-memory).
