@@ -107,12 +107,16 @@ def _register_blueprints(app: Flask) -> None:
     from .landing.views import bp as landing
     from .members.views import bp as members
     from .merchant.views import bp as merchant
+    from .orders.views import bp as orders
+    from .payments.views import bp as payments
+    from .payments.views import platform_bp as platform_payments
     from .storefront.views import bp as storefront
     from .superadmin.supply import bp as supply
     from .superadmin.views import bp as superadmin
     from .tenants.hosts import ADMIN, LANDING, SHOP
 
     app.register_blueprint(landing, subdomain=LANDING)
+    app.register_blueprint(platform_payments, subdomain=LANDING)
     app.register_blueprint(superadmin, subdomain=ADMIN)
     app.register_blueprint(supply, subdomain=ADMIN, url_prefix="/supply")
     app.register_blueprint(supply_codes, subdomain=ADMIN, url_prefix="/supply")
@@ -121,6 +125,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(shop_codes, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(storefront, subdomain=SHOP)
     app.register_blueprint(members, subdomain=SHOP)
+    app.register_blueprint(orders, subdomain=SHOP)
+    app.register_blueprint(payments, subdomain=SHOP)
 
     # The console's own static files are served on every kind of site.
     app.static_folder = "static"

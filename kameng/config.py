@@ -121,6 +121,19 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         # Number of proxies in front of the app whose X-Forwarded-* headers are trusted.
         "TRUST_PROXY": _int(env, "TRUST_PROXY", 0),
         "LOGIN_LIMIT": env.get("LOGIN_LIMIT") or "5 per minute",
+        # Orders: minutes an unpaid order keeps its stock; open unpaid orders allowed per buyer
+        # and per client address (so nobody can freeze a shop's stock).
+        "ORDER_EXPIRY_MINUTES": _int(env, "ORDER_EXPIRY_MINUTES", 15, minimum=1),
+        "MAX_OPEN_ORDERS_PER_BUYER": _int(env, "MAX_OPEN_ORDERS_PER_BUYER", 3, minimum=1),
+        "MAX_OPEN_ORDERS_PER_IP": _int(env, "MAX_OPEN_ORDERS_PER_IP", 10, minimum=1),
+        "MAX_TOPUP": _int(env, "MAX_TOPUP", 5_000_000, minimum=100),  # minor units
+        # The platform's fee on payments it collects for shops, in basis points.
+        "PLATFORM_FEE_BP": _int(env, "PLATFORM_FEE_PERCENT_BP", 200),
+        # How a paid order reaches delivery: "inline" (right after the commit, in the request)
+        # or "queue" (an RQ worker).
+        "DELIVERY_MODE": env.get("DELIVERY_MODE") or "inline",
+        # Seconds a signed payment notification stays valid (replays of older ones are refused).
+        "NOTIFY_TOLERANCE": _int(env, "NOTIFY_TOLERANCE", 300, minimum=1),
         # A new shop's default markup over the supply catalog, in basis points (2000 = 20%).
         "DEFAULT_MARKUP_BP": _int(env, "DEFAULT_MARKUP_PERCENT", 20) * 100,
         # The port people reach the site on, for printed links (`kameng serve` sets it).

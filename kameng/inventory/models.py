@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -52,6 +53,8 @@ class CardCode(CodeColumns, TenantScoped, db.Model):
     __table_args__ = (
         UniqueConstraint("tenant_id", "product_id", "fingerprint"),
         Index("ix_card_codes_stock", "tenant_id", "product_id", "status"),
+        Index("ix_card_codes_order", "order_id", postgresql_where=text("order_id IS NOT NULL"),
+              sqlite_where=text("order_id IS NOT NULL")),
         CheckConstraint("status IN ('available', 'reserved', 'sold', 'void')", name="status"),
         ForeignKeyConstraint(["tenant_id", "product_id"], ["products.tenant_id", "products.id"],
                              ondelete="RESTRICT"),
@@ -67,6 +70,8 @@ class SupplyCode(CodeColumns, db.Model):
     __table_args__ = (
         UniqueConstraint("product_id", "fingerprint"),
         Index("ix_supply_codes_stock", "product_id", "status"),
+        Index("ix_supply_codes_order", "order_id", postgresql_where=text("order_id IS NOT NULL"),
+              sqlite_where=text("order_id IS NOT NULL")),
         CheckConstraint("status IN ('available', 'reserved', 'sold', 'void')", name="status"),
     )
 

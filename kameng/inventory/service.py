@@ -405,6 +405,119 @@ def export_unsold(target: Product | SupplyProduct, *, actor: Actor) -> str:
     return out.getvalue()
 
 
+# -- reservation and sale ------------------------------------------------------------------------
+
+
+class SoldOut(DomainError):
+    """Not enough codes in stock for the quantity asked."""
+
+    status_code = 409
+
+    def __init__(self, available: int):
+        message = ("Sorry, this product is sold out." if available <= 0 else
+                   f"Sorry, only {available} left in stock.")
+        super().__init__(message, field="qty")
+        self.available = available
+
+
+def _code_stock(product: Product):
+    """(code model, the product id its codes are kept under, extra filter) for a shop product."""
+    if product.is_supply:
+        return SupplyCode, product.supply_product_id
+    return CardCode, product.id
+
+
+def _claim(model, product_id: int, qty: int, values: dict, *, status: str = "available") -> int:
+    """Mark up to `qty` codes of `product_id` in `status` with `values`; returns how many.
+
+    The oldest codes go first. On PostgreSQL the rows are picked with FOR UPDATE SKIP LOCKED, so
+    concurrent buyers take different codes without waiting on each other; SQLite serialises
+    writers, so the single UPDATE is atomic there too.
+    """
+    pick = (select(model.id).where(model.product_id == product_id, model.status == status)
+            .order_by(model.id).limit(qty))
+    if db.session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    return db.session.execute(
+        update(model).where(model.id.in_(pick.scalar_subquery())).values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def reserve_codes(product: Product, qty: int, *, order_id: int, until: datetime) -> None:
+    """Reserve `qty` codes for an unpaid order, or raise SoldOut (the caller rolls back)."""
+    model, product_id = _code_stock(product)
+    values = {"status": "reserved", "order_id": order_id, "reserved_until": until}
+    if model is SupplyCode:
+        values["tenant_id"] = product.tenant_id
+    taken = _claim(model, product_id, qty, values)
+    if taken < qty:
+        raise SoldOut(available=taken)
+
+
+def release_codes(order_id: int, tenant_id: int) -> int:
+    """Put the codes an unpaid order reserved back into stock."""
+    released = db.session.execute(
+        update(CardCode).where(CardCode.order_id == order_id, CardCode.status == "reserved")
+        .values(status="available", order_id=None, reserved_until=None)
+        .execution_options(synchronize_session=False)).rowcount
+    released += db.session.execute(
+        update(SupplyCode).where(SupplyCode.order_id == order_id,
+                                 SupplyCode.tenant_id == tenant_id,
+                                 SupplyCode.status == "reserved")
+        .values(status="available", order_id=None, reserved_until=None, tenant_id=None)
+        .execution_options(synchronize_session=False)).rowcount
+    return released
+
+
+def sell_codes(product: Product, qty: int, *, order_id: int, line_id: int) -> int:
+    """Sell the codes reserved for the order; top up from stock if fewer were reserved (a late
+    payment). Returns how many codes the line now has (qty, or fewer when stock ran out)."""
+    model, product_id = _code_stock(product)
+    now = datetime.now(UTC)
+    scope = [model.order_id == order_id]
+    if model is SupplyCode:
+        scope.append(model.tenant_id == product.tenant_id)
+    already = db.session.scalar(
+        select(func.count()).select_from(model).where(*scope, model.status == "sold",
+                                                      model.order_line_id == line_id))
+    sold = db.session.execute(
+        update(model).where(*scope, model.product_id == product_id, model.status == "reserved")
+        .values(status="sold", order_line_id=line_id, sold_at=now, reserved_until=None)
+        .execution_options(synchronize_session=False)).rowcount
+    have = already + sold
+    if have < qty:
+        values = {"status": "sold", "order_id": order_id, "order_line_id": line_id,
+                  "sold_at": now}
+        if model is SupplyCode:
+            values["tenant_id"] = product.tenant_id
+        have += _claim(model, product_id, qty - have, values)
+    return have
+
+
+def codes_of_line(product_kind_supply: bool, line_id: int, tenant_id: int) -> list[str]:
+    """The plaintext codes delivered on an order line (only for the buyer's order page)."""
+    model = SupplyCode if product_kind_supply else CardCode
+    query = select(model.ciphertext).where(model.order_line_id == line_id,
+                                           model.status == "sold").order_by(model.id)
+    if model is SupplyCode:
+        query = query.where(model.tenant_id == tenant_id)
+    ring = keyring()
+    return [ring.decrypt(blob) for blob in db.session.scalars(query)]
+
+
+def void_sold_codes(order_id: int, tenant_id: int) -> int:
+    """A refunded order's delivered codes are void: never sold again."""
+    count = 0
+    for model in (CardCode, SupplyCode):
+        query = update(model).where(model.order_id == order_id, model.status == "sold")
+        if model is SupplyCode:
+            query = query.where(model.tenant_id == tenant_id)
+        count += db.session.execute(
+            query.values(status="void").execution_options(synchronize_session=False)).rowcount
+    return count
+
+
 # -- key rotation --------------------------------------------------------------------------------
 
 

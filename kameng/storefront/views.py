@@ -15,9 +15,6 @@ from . import service
 
 bp = Blueprint("storefront", __name__)
 
-# Ids are 32-bit in the database: a larger one in a URL is a 404 from the router, never an
-# integer overflow in the database driver.
-MAX_ID = 2**31 - 1
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
@@ -50,7 +47,7 @@ def home():
     return render_shop("home.html", sections=sections)
 
 
-@bp.get(f"/category/<int(max={MAX_ID}):category_id>")
+@bp.get("/category/<int:category_id>")
 def category(category_id: int):
     shop = current_tenant()
     chosen = service.active_category(category_id)
@@ -66,17 +63,26 @@ def search():
     return render_shop("search.html", q=q, items=items)
 
 
-@bp.get(f"/product/<int(max={MAX_ID}):product_id>")
+@bp.get("/product/<int:product_id>")
 def product(product_id: int):
+    return product_page(product_id)
+
+
+def product_page(product_id: int, form=None, status: int = 200):
+    """The product page, with its checkout form (and that form's errors after a failed try)."""
+    from ..orders.forms import checkout_form
+
     shop = current_tenant()
     chosen = service.shelf_product(product_id, shop_categories())
     level = level_for(current_user)
     guest = level_for(None) if current_user.is_authenticated else level
     view = service.product_view(shop, level, guest, chosen, shop_categories())
-    return render_shop("product.html", product=chosen, view=view, item=view.item)
+    form = form or checkout_form(shop, chosen, current_user)
+    return render_shop("product.html", product=chosen, view=view, item=view.item,
+                       form=form), status
 
 
-@bp.get(f"/product/<int(max={MAX_ID}):product_id>/image")
+@bp.get("/product/<int:product_id>/image")
 def product_image(product_id: int):
     image = service.product_image(product_id, shop_categories())
     response = current_app.response_class(image.data, mimetype=image.content_type)

@@ -1,0 +1,1 @@
+"""Delivery of paid orders: one strategy per delivery kind (card, text, manual, topup)."""

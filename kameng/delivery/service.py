@@ -1,0 +1,149 @@
+"""Delivering paid orders: `deliver_order(order_id)` takes an order from paid to delivered
+(or awaiting fulfilment, or failed with the reason), one strategy per delivery kind.
+
+Idempotent: it reads the order's state from the database, moves it with compare-and-set, and
+does everything for one order in one transaction — running it twice, or in two workers at
+once, delivers once. Workers pass ids, never objects; the job binds the order's shop itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from ..catalog.models import Product
+from ..catalog.service import text_content
+from ..extensions import db
+from ..inventory import service as inventory
+from ..ledger import service as ledger
+from ..merchant.models import ShopNotice
+from ..orders.models import Order, OrderLine
+from ..orders.states import note, transition
+from ..rows import row_by_id
+from ..security.crypto import keyring
+from ..tenants.scoping import platform_scope, tenant_scope
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryProblem(Exception):
+    """A line cannot be delivered now; the order goes to `failed` for staff with this reason."""
+
+
+def _capture_supply_cost(order: Order) -> None:
+    """The codes are out: the shop pays the platform the supply cost it had on hold."""
+    for hold in ledger.holds_of_order(order.id):
+        if hold.account.kind == "shop_wallet":
+            ledger.capture_hold(hold, f"order:{order.id}:supply-cost", "supply_cost",
+                                ledger.get_account("platform_revenue", currency=order.currency),
+                                tenant_id=order.tenant_id, order_id=order.id)
+
+
+def _deliver_card(order: Order, line: OrderLine) -> str:
+    product = row_by_id(Product, line.product_id)
+    if product is None:
+        raise DeliveryProblem(f"'{line.title}' no longer exists")
+    have = inventory.sell_codes(product, line.qty, order_id=order.id, line_id=line.id)
+    if have < line.qty:
+        raise DeliveryProblem(f"only {have} of {line.qty} codes of '{line.title}' are in stock")
+    return "delivered"
+
+
+def _deliver_text(order: Order, line: OrderLine) -> str:
+    product = row_by_id(Product, line.product_id)
+    content = text_content(product) if product is not None else ""
+    if not content:
+        raise DeliveryProblem(f"'{line.title}' has no content to deliver")
+    line.content = keyring().encrypt(content)
+    return "delivered"
+
+
+def _await_staff(order: Order, line: OrderLine) -> str:
+    return "awaiting"
+
+
+STRATEGIES = {
+    "card": _deliver_card,
+    "text": _deliver_text,
+    "manual": _await_staff,
+    "topup": _await_staff,  # direct top-up through an upstream supplier arrives with the queue
+}
+
+
+def deliver_order(order_id: int) -> str:
+    """Deliver one paid order; returns its status afterwards. Commits."""
+    with platform_scope():
+        tenant_id = db.session.scalar(select(Order.tenant_id).where(Order.id == order_id))
+    if tenant_id is None:
+        return "missing"
+    with tenant_scope(tenant_id):
+        order = db.session.get(Order, order_id)
+        if order.status == "paid":
+            if not transition(order, "delivering", from_status="paid"):
+                db.session.rollback()
+                return order.status
+        elif order.status != "delivering":
+            db.session.rollback()
+            return order.status  # delivered, refunded … : nothing to do
+        try:
+            outcomes = [STRATEGIES[line.delivery_kind](order, line) for line in order.lines]
+            if order.kind == "topup":
+                outcomes = ["delivered"]
+        except DeliveryProblem as problem:
+            db.session.rollback()
+            return _fail(order_id, str(problem))
+        if all(outcome == "delivered" for outcome in outcomes):
+            _capture_supply_cost(order)
+            transition(order, "delivered", from_status="delivering")
+        else:
+            transition(order, "awaiting", from_status="delivering")
+            db.session.add(ShopNotice(
+                tenant_id=order.tenant_id, kind="fulfil",
+                message=f"Order {order.number} is paid and waits for you to fulfil it."))
+        db.session.commit()
+        return order.status
+
+
+def _fail(order_id: int, reason: str) -> str:
+    """Record a failed delivery in a fresh transaction (the attempt was rolled back)."""
+    order = db.session.get(Order, order_id)
+    if order.status == "paid":
+        transition(order, "delivering", from_status="paid")
+    if transition(order, "failed", from_status="delivering", note=f"delivery failed: {reason}"):
+        order.needs_staff = True
+        order.staff_reason = f"Delivery failed: {reason}."
+        db.session.add(ShopNotice(tenant_id=order.tenant_id, kind="delivery_failed",
+                                  message=f"Order {order.number}: delivery failed ({reason})."))
+    db.session.commit()
+    log.warning("order %s: delivery failed: %s", order.number, reason)
+    return order.status
+
+
+def fulfil_order(order: Order, contents: dict[int, str], *, actor: str) -> None:
+    """Staff deliver an awaiting (or failed) order by hand: content per line id."""
+    if order.status not in ("awaiting", "failed"):
+        raise ValueError("only an awaiting or failed order is fulfilled by hand")
+    ring = keyring()
+    for line in order.lines:
+        text = (contents.get(line.id) or "").strip()
+        if text:
+            line.content = ring.encrypt(text)
+    _capture_supply_cost(order)
+    source = order.status
+    transition(order, "delivered", from_status=source, actor=actor,
+               note="fulfilled by hand" if source == "awaiting" else "delivered by hand")
+    order.needs_staff = False
+    order.staff_reason = ""
+    note(order, "Content entered by staff", actor=actor)
+    db.session.flush()
+
+
+def retry_delivery(order: Order, *, actor: str) -> str:
+    """Staff retry a failed delivery (after adding stock, say)."""
+    if not transition(order, "delivering", from_status="failed", actor=actor):
+        return order.status
+    order.needs_staff = False
+    order.staff_reason = ""
+    db.session.commit()
+    return deliver_order(order.id)

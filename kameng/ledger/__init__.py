@@ -1,0 +1,1 @@
+"""The ledger: accounts, balanced append-only entries and holds (wallets, points, shop funds)."""

@@ -1,0 +1,49 @@
+"""Forms of the buyer's side of orders: checkout, order lookup, wallet top-up."""
+
+from __future__ import annotations
+
+from wtforms import EmailField, IntegerField, RadioField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+from ..forms import Form
+from ..payments.registry import available_methods
+
+INPUT_PREFIX = "input_"  # buyer input fields are posted as input_<name>
+
+
+class CheckoutForm(Form):
+    qty = IntegerField("Quantity", validators=[InputRequired(), NumberRange(1, 10_000)])
+    email = EmailField("E-mail for the delivery", validators=[DataRequired(), Length(max=254)])
+    coupon = StringField("Coupon code (optional)", validators=[Optional(), Length(max=40)])
+    use_points = IntegerField("Points to use (optional)",
+                              validators=[Optional(), NumberRange(0, 10**9)])
+    payment_method = RadioField("Pay with", validators=[DataRequired()], choices=[])
+
+    def buyer_inputs(self, formdata) -> dict:
+        return {key[len(INPUT_PREFIX):]: value for key, value in formdata.items()
+                if key.startswith(INPUT_PREFIX)}
+
+
+def checkout_form(tenant, product, buyer, formdata=None) -> CheckoutForm:
+    """A checkout form offering the shop's payment methods, pre-filled for a logged-in buyer."""
+    logged_in = getattr(buyer, "is_authenticated", False)
+    data = {"qty": product.quantity_range[0]}
+    if logged_in:
+        data["email"] = buyer.email
+    form = CheckoutForm(formdata=formdata, data=data) if formdata is not None \
+        else CheckoutForm(data=data)
+    methods = available_methods(tenant, buyer if logged_in else None)
+    form.payment_method.choices = [(m.name, m.label) for m in methods]
+    if not form.payment_method.data and methods:
+        form.payment_method.data = methods[0].name
+    return form
+
+
+class LookupForm(Form):
+    number = StringField("Order number", validators=[DataRequired(), Length(max=24)])
+    email = EmailField("E-mail used for the order", validators=[DataRequired(), Length(max=254)])
+
+
+class TopUpForm(Form):
+    amount = StringField("Amount", validators=[DataRequired(), Length(max=20)])
+    payment_method = RadioField("Pay with", validators=[DataRequired()], choices=[])

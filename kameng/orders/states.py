@@ -1,0 +1,88 @@
+"""The order state machine: one table of transitions, applied with compare-and-set.
+
+    pending ──pay──▶ paid ──▶ delivering ──▶ delivered
+       │                          │   └──▶ awaiting (manual fulfilment / top-up in progress)
+     expire                     fail ──▶ failed (staff: retry / deliver by hand / refund)
+       ▼                                        │
+     expired ──late payment──▶ paid          refunded
+
+A transition is `UPDATE orders SET status = :to WHERE id = :id AND status = :from`: a duplicate
+webhook, a retried job or two workers can never apply one twice; the loser sees `False`.
+Every transition writes an OrderEvent (the order's timeline) in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+
+from ..extensions import db
+from .models import Order, OrderEvent
+
+TRANSITIONS: dict[tuple[str, str], str] = {
+    ("pending", "paid"): "paid",
+    ("expired", "paid"): "paid after the order had expired",
+    ("pending", "expired"): "expired unpaid",
+    ("pending", "cancelled"): "cancelled",
+    ("paid", "delivering"): "delivery started",
+    ("failed", "delivering"): "delivery retried",
+    ("delivering", "delivering"): "delivery resumed",
+    ("delivering", "delivered"): "delivered",
+    ("delivering", "awaiting"): "awaiting fulfilment",
+    ("delivering", "failed"): "delivery failed",
+    ("awaiting", "delivered"): "fulfilled",
+    ("awaiting", "failed"): "fulfilment failed",
+    ("failed", "delivered"): "delivered by hand",
+    ("paid", "refunded"): "refunded",
+    ("awaiting", "refunded"): "refunded",
+    ("failed", "refunded"): "refunded",
+    ("delivered", "refunded"): "refunded",
+}
+
+# Statuses in which the buyer has paid; SALE_STATUSES leaves out refunded orders.
+SALE_STATUSES = ("paid", "delivering", "awaiting", "delivered", "failed")
+PAID_STATUSES = (*SALE_STATUSES, "refunded")
+OPEN_STATUSES = ("pending",)
+
+
+class IllegalTransition(RuntimeError):
+    """Code asked for a transition the state machine does not have: a programming error."""
+
+
+def transition(order: Order, to_status: str, *, actor: str = "system", note: str = "",
+               from_status: str | None = None, data: dict | None = None, **values) -> bool:
+    """Move `order` from `from_status` (default: its current status) to `to_status`.
+
+    Returns False, changing nothing, when the order is no longer in `from_status` (someone else
+    moved it first). `values` are further columns set in the same UPDATE.
+    """
+    source = from_status or order.status
+    if (source, to_status) not in TRANSITIONS:
+        raise IllegalTransition(f"{source} -> {to_status} is not a transition of an order")
+    now = datetime.now(UTC)
+    if to_status == "paid":
+        values.setdefault("paid_at", now)
+    if to_status == "delivered":
+        values.setdefault("delivered_at", now)
+    changed = db.session.execute(
+        update(Order).where(Order.id == order.id, Order.status == source)
+        .values(status=to_status, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.expire(order)
+    if changed != 1:
+        return False
+    db.session.add(OrderEvent(
+        tenant_id=order.tenant_id, order_id=order.id, actor=actor[:254], from_status=source,
+        to_status=to_status, note=note or TRANSITIONS[(source, to_status)], data=data or {},
+    ))
+    db.session.flush()
+    return True
+
+
+def note(order: Order, text: str, *, actor: str = "system", data: dict | None = None) -> None:
+    """Add a line to the order's timeline without changing its status."""
+    db.session.add(OrderEvent(tenant_id=order.tenant_id, order_id=order.id, actor=actor[:254],
+                              from_status=None, to_status=None, note=text, data=data or {}))
+    db.session.flush()

@@ -1,0 +1,1 @@
+"""Payments: gateways (sandbox, balance, Stripe, EPay), notifications, credentials."""

@@ -1,0 +1,1 @@
+"""Payment gateways: one module each; every gateway registers itself in payments.registry."""

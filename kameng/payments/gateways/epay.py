@@ -1,0 +1,1 @@
+"""EPay (易支付) gateway — being written."""

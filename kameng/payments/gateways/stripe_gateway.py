@@ -1,0 +1,1 @@
+"""Stripe gateway — being written."""

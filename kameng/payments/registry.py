@@ -1,0 +1,180 @@
+"""Which payment methods a shop offers, and gateways bound to the right credentials.
+
+A shop offers a gateway with its own credentials (`PaymentAccount`) or, if it has none and
+allows it, with the platform's (`PlatformPaymentAccount`; the platform then credits the shop's
+margin to its wallet). The sandbox is offered in development and to shops in test mode; the
+wallet ("balance") to logged-in buyers. Credentials are stored as a Fernet-encrypted JSON
+object and only ever shown masked.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..errors import DomainError
+from ..extensions import db
+from ..security.crypto import keyring
+from .gateways.base import Gateway
+from .gateways.sandbox import SandboxGateway
+from .models import PaymentAccount, PlatformPaymentAccount
+
+# Gateways in the order they are offered to buyers. Each module registers itself here.
+GATEWAYS: dict[str, type[Gateway]] = {"sandbox": SandboxGateway}
+BALANCE = "balance"
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    owner: str  # "shop" or "platform": whose account collects the money
+
+
+def register(gateway: type[Gateway]) -> type[Gateway]:
+    GATEWAYS[gateway.name] = gateway
+    return gateway
+
+
+def _load_optional_gateways() -> None:
+    # Imported for their register() side effect; kept here so the registry is complete
+    # wherever it is used.
+    from .gateways import epay, stripe_gateway  # noqa: F401
+
+
+def decrypt_credentials(token: str) -> dict:
+    if not token:
+        return {}
+    return json.loads(keyring().decrypt_secret(token))
+
+
+def encrypt_credentials(values: dict) -> str:
+    return keyring().encrypt_secret(json.dumps(values, sort_keys=True))
+
+
+def sandbox_allowed(tenant) -> bool:
+    return (current_app.config["KAMENG_ENV"] != "production"
+            or bool((tenant.settings or {}).get("test_mode")))
+
+
+def shop_account(gateway: str) -> PaymentAccount | None:
+    """The bound shop's account for `gateway`."""
+    return db.session.scalar(select(PaymentAccount).where(PaymentAccount.gateway == gateway))
+
+
+def platform_account(gateway: str) -> PlatformPaymentAccount | None:
+    return db.session.scalar(
+        select(PlatformPaymentAccount).where(PlatformPaymentAccount.gateway == gateway))
+
+
+def _complete(gateway: type[Gateway], values: dict) -> bool:
+    return all(str(values.get(f.name) or "").strip()
+               for f in gateway.credential_fields if f.required)
+
+
+def ensure_sandbox_account(tenant) -> PaymentAccount:
+    """The shop's sandbox account, with a random signing secret created on first use."""
+    account = shop_account("sandbox")
+    if account is None or not decrypt_credentials(account.credentials).get("secret"):
+        if account is None:
+            account = PaymentAccount(tenant_id=tenant.id, gateway="sandbox", enabled=True)
+            db.session.add(account)
+        account.credentials = encrypt_credentials({"secret": secrets.token_urlsafe(32)})
+        db.session.flush()
+    return account
+
+
+def save_credentials(tenant, gateway: str, values: dict, *, enabled: bool) -> PaymentAccount:
+    """Store a shop's credentials; a field left empty keeps its stored value (write-only)."""
+    _load_optional_gateways()
+    kind = GATEWAYS.get(gateway)
+    if kind is None or gateway == "sandbox":
+        raise DomainError("Unknown payment gateway.", field="gateway")
+    account = shop_account(gateway)
+    if account is None:
+        account = PaymentAccount(tenant_id=tenant.id, gateway=gateway, credentials="")
+        db.session.add(account)
+    stored = decrypt_credentials(account.credentials)
+    for spec in kind.credential_fields:
+        new = (values.get(spec.name) or "").strip()
+        if new:
+            stored[spec.name] = new
+    if enabled and not _complete(kind, stored):
+        missing = [f.label for f in kind.credential_fields
+                   if f.required and not str(stored.get(f.name) or "").strip()]
+        raise DomainError(f"Fill in {', '.join(missing)} before enabling {kind.label}.")
+    account.credentials = encrypt_credentials(stored)
+    account.enabled = enabled
+    db.session.flush()
+    return account
+
+
+def masked_credentials(account: PaymentAccount | PlatformPaymentAccount | None,
+                       gateway: type[Gateway]) -> dict[str, str]:
+    """What a form may show of stored credentials: secrets as ••••last4, others in full."""
+    values = decrypt_credentials(account.credentials) if account else {}
+    shown = {}
+    for spec in gateway.credential_fields:
+        value = str(values.get(spec.name) or "")
+        if not value:
+            shown[spec.name] = ""
+        elif spec.secret:
+            shown[spec.name] = "••••" + value[-4:] if len(value) > 8 else "••••"
+        else:
+            shown[spec.name] = value
+    return shown
+
+
+def available_methods(tenant, customer=None) -> list[Method]:
+    """The payment methods a buyer of `tenant` can choose from, in display order."""
+    _load_optional_gateways()
+    methods = []
+    allow_platform = (tenant.settings or {}).get("platform_payments", True)
+    for name, kind in GATEWAYS.items():
+        if name == "sandbox":
+            if sandbox_allowed(tenant):
+                methods.append(Method(name, kind.label, "shop"))
+            continue
+        account = shop_account(name)
+        if account is not None and account.enabled and _complete(
+                kind, decrypt_credentials(account.credentials)):
+            methods.append(Method(name, kind.label, "shop"))
+            continue
+        platform = platform_account(name) if allow_platform else None
+        if platform is not None and platform.enabled and _complete(
+                kind, decrypt_credentials(platform.credentials)):
+            methods.append(Method(name, kind.label, "platform"))
+    if customer is not None and getattr(customer, "is_authenticated", False):
+        methods.append(Method(BALANCE, "Wallet balance", "shop"))
+    return methods
+
+
+def method_available(tenant, name: str, customer=None) -> Method:
+    for method in available_methods(tenant, customer):
+        if method.name == name:
+            return method
+    if name == BALANCE:
+        raise DomainError("Log in to pay from your wallet.", field="payment_method")
+    raise DomainError("Choose one of the payment methods offered.", field="payment_method")
+
+
+def gateway_for(tenant, name: str, owner: str) -> Gateway:
+    """`name` bound to the shop's or the platform's credentials."""
+    _load_optional_gateways()
+    kind = GATEWAYS.get(name)
+    if kind is None:
+        raise DomainError("Unknown payment gateway.")
+    if name == "sandbox":
+        if not sandbox_allowed(tenant):
+            raise DomainError("The sandbox is not available for this shop.")
+        account = ensure_sandbox_account(tenant)
+    elif owner == "platform":
+        account = platform_account(name)
+    else:
+        account = shop_account(name)
+    values = decrypt_credentials(account.credentials) if account else {}
+    return kind(values, owner=owner, tenant_id=tenant.id if tenant else None)

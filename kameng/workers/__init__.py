@@ -1,0 +1,1 @@
+"""Background work: the outbox relay, queues, job entry points and the worker process."""
