@@ -138,6 +138,81 @@ def keys_rotate() -> None:
                "with the new ENCRYPTION_KEYS, the old key can be removed.")
 
 
+ledger_cli = AppGroup("ledger", help="The ledger of wallets, points and shop funds.")
+wallet_cli = AppGroup("wallet", help="Shop wallets at the platform.")
+orders_cli = AppGroup("orders", help="Orders: expiry and delivery.")
+outbox_cli = AppGroup("outbox", help="Work waiting after a commit (paid orders to deliver).")
+
+
+@ledger_cli.command("check")
+@one_line_errors
+def ledger_check() -> None:
+    """Verify every account: balance = sum of postings, holds add up, transactions balance."""
+    from .ledger.models import LedgerAccount, LedgerTransaction
+    from .ledger.service import check_ledger
+    from .tenants.scoping import platform_scope
+
+    with platform_scope():
+        problems = check_ledger()
+        accounts = db.session.scalar(select(func.count()).select_from(LedgerAccount))
+        transactions = db.session.scalar(select(func.count()).select_from(LedgerTransaction))
+    if problems:
+        for problem in problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(f"the ledger does not add up: {len(problems)} problem(s)")
+    click.echo(f"Ledger OK: {accounts} accounts, {transactions} transactions, every balance "
+               "equals its postings and every transaction balances.")
+
+
+@wallet_cli.command("credit")
+@click.option("--tenant", "slug", required=True)
+@click.option("--amount", required=True, help="e.g. 100.00")
+@click.option("--memo", default="credit from the platform")
+@one_line_errors
+def wallet_credit(slug: str, amount: str, memo: str) -> None:
+    """Credit a shop's wallet at the platform (platform funding), audited."""
+    import secrets
+
+    from .audit.service import Actor, record
+    from .ledger import service as ledger
+    from .money import format_money, parse_amount
+    from .tenants.service import get_tenant
+
+    tenant = get_tenant(slug)
+    minor = parse_amount(amount, tenant.currency, field="amount")
+    if minor <= 0:
+        raise click.ClickException("the amount must be positive")
+    ledger.transfer(f"cli-credit:{secrets.token_hex(8)}", "platform_funding",
+                    ledger.get_account("platform_funding", currency=tenant.currency),
+                    ledger.shop_wallet(tenant.id, tenant.currency), minor,
+                    tenant_id=tenant.id, memo=memo)
+    record(Actor.cli(), "wallet.credit", tenant_id=tenant.id, target=tenant.slug, amount=minor)
+    db.session.commit()
+    balance = ledger.shop_wallet(tenant.id, tenant.currency).balance
+    click.echo(f"Credited {format_money(minor, tenant.currency)} to {tenant.slug}; wallet "
+               f"balance {format_money(balance, tenant.currency)}.")
+
+
+@orders_cli.command("expire")
+@one_line_errors
+def orders_expire() -> None:
+    """Expire unpaid orders past their time (releasing their codes and holds)."""
+    from .orders.service import expire_due_orders
+
+    count = expire_due_orders()
+    db.session.commit()
+    click.echo(f"{count} order(s) expired.")
+
+
+@outbox_cli.command("relay")
+@one_line_errors
+def outbox_relay() -> None:
+    """Handle waiting outbox rows now (deliver paid orders left behind)."""
+    from .workers.outbox import relay
+
+    click.echo(f"{relay()} outbox row(s) handled.")
+
+
 codes_cli = AppGroup("codes", help="Card codes of shop and supply products.")
 
 
@@ -240,7 +315,8 @@ def serve_command(host: str, port: int, threads: int) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    for command in (admin_cli, tenant_cli, keys_cli, codes_cli, demo_command, serve_command):
+    for command in (admin_cli, tenant_cli, keys_cli, codes_cli, ledger_cli, wallet_cli,
+                    orders_cli, outbox_cli, demo_command, serve_command):
         app.cli.add_command(command)
 
 

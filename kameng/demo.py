@@ -19,6 +19,7 @@ from .catalog.service import (
 )
 from .extensions import db
 from .inventory.service import import_codes
+from .ledger import service as ledger
 from .members.models import Customer
 from .members.service import register_customer
 from .merchant.models import StaffUser
@@ -69,6 +70,7 @@ SUPPLY = (
     ("Software", "Netflix Premium 1 month (manual)", 3500, "manual", {}),
 )
 DEMO_CODES = 40
+DEMO_FUNDING = 1_000_000  # ¥10,000 in each demo shop's wallet at the platform
 
 
 def _demo_codes(prefix: str, count: int) -> list[str]:
@@ -119,6 +121,11 @@ def seed_demo() -> list[DemoLogin]:
             else:
                 _ensure_password(owner, owner_password)
             stock_new_shop(tenant)
+            # Money in the shop's wallet at the platform, so it can sell supply products.
+            ledger.transfer(f"demo:funding:{slug}", "platform_funding",
+                            ledger.get_account("platform_funding", currency=tenant.currency),
+                            ledger.shop_wallet(tenant.id, tenant.currency), DEMO_FUNDING,
+                            tenant_id=tenant.id, memo="demo funding")
             own_name = f"{name} VIP Pass (30 days)"
             if db.session.scalar(select(Product).where(Product.name == own_name)) is None:
                 own = create_product(

@@ -99,11 +99,23 @@ def _empty_tables(app: Flask) -> None:
         _db.session.commit()
 
 
+def _assert_ledger_adds_up(app: Flask) -> None:
+    from kameng.ledger.service import check_ledger
+
+    with app.app_context(), platform_scope():
+        problems = check_ledger()
+    assert problems == [], f"the ledger does not add up after this test: {problems}"
+
+
 @pytest.fixture(autouse=True)
 def clean_state(app: Flask) -> Iterator[None]:
-    """Every test starts with empty tables, no cached hosts and no rate-limit counters."""
+    """Every test starts with empty tables, no cached hosts and no rate-limit counters, and
+    leaves a ledger that adds up (`kameng ledger check` after every test)."""
     yield
-    _empty_tables(app)
+    try:
+        _assert_ledger_adds_up(app)
+    finally:
+        _empty_tables(app)
     resolver(app).forget()
     with app.app_context():
         limiter.reset()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from sqlalchemy import event
@@ -164,7 +165,8 @@ def test_bulk_prices_show_a_from_price_and_a_table_quoted_for_the_buyer(
     rows = [("1+", "¥100.00"), ("5+", "¥90.00"), ("10+", "¥80.00")]
     assert all(qty in table and price in table for qty, price in rows)
     assert "50+" not in table and "¥70.00" not in table
-    assert 'min="1" max="20"' in html
+    qty_input = re.search(r'<input[^>]*name="qty"[^>]*>', html).group(0)
+    assert 'min="1"' in qty_input and 'max="20"' in qty_input
 
     buyer = create_customer(shop, email="agent@demo.test")
     set_level(in_app, shop, buyer, "Agent")  # 10% off: 90.00, better than the 5+ break
@@ -216,7 +218,7 @@ def test_pages_never_show_a_code(supply, create_tenant, own_product, client_for,
 # -- product page ---------------------------------------------------------------------------
 
 
-def test_product_page_shows_input_fields_quantity_and_a_disabled_buy_button(
+def test_product_page_shows_input_fields_quantity_and_the_checkout_form(
         create_tenant, own_product, client_for):
     shop = create_tenant(slug="demo")
     product_id = own_product(
@@ -232,15 +234,19 @@ def test_product_page_shows_input_fields_quantity_and_a_disabled_buy_button(
     assert "&lt;b&gt;Diamonds&lt;/b&gt; top-up" in html  # the title is text, never HTML
     assert "<p>Fast <strong>top-up</strong></p>" in html and "<script>alert" not in html
     assert '<label for="input-account">Game account' in html
-    assert ('<input id="input-account" name="input_account" type="text" required '
+    assert ('<input id="input-account" name="input_account" type="text" value="" required '
             'pattern="[0-9]{5,12}"') in html
     assert '<label for="input-email">Receipt e-mail</label>' in html
-    assert '<input id="input-email" name="input_email" type="email" maxlength="200"' in html
+    assert ('<input id="input-email" name="input_email" type="email" value="" maxlength="200"'
+            in html)
     assert '<label for="qty">Quantity</label>' in html
-    assert 'name="qty" type="number" inputmode="numeric" min="2" max="9"' in html
+    qty_input = re.search(r'<input[^>]*name="qty"[^>]*>', html).group(0)
+    assert 'min="2"' in qty_input and 'max="9"' in qty_input and 'type="number"' in qty_input
     assert "Order 2 to 9 at a time." in html
-    assert '<button type="submit" disabled>Buy now</button>' in html
-    assert "Checkout opens soon" in html
+    assert f'action="/product/{product_id}/checkout"' in html
+    assert 'name="csrf_token"' in html
+    assert re.search(r'<input[^>]*name="payment_method"[^>]*value="sandbox"', html)
+    assert "Buy now" in html
 
 
 def test_inactive_missing_and_huge_products_are_404(supply, create_tenant, own_product,

@@ -114,7 +114,15 @@ def pay(token: str):
         if start.url.startswith("/"):
             target = f"{start.url}{separator}return={url_for('.order_page', token=token)}"
         return redirect(target)
-    return render_shop("orders/gateway.html", order=order, start=start, payment=payment)
+    return render_shop("orders/gateway.html", order=order, start=start, payment=payment,
+                       qr_svg=qr_svg(start.qr_data) if start.kind == "qr" else "")
+
+
+def qr_svg(data: str) -> str:
+    """A QR code as inline SVG markup, drawn on the server (no script, no external service)."""
+    import segno
+
+    return segno.make(data, error="m").svg_inline(scale=5, border=2, omitsize=True)
 
 
 def _pay_from_wallet(shop, order: Order, token: str):
@@ -206,6 +214,8 @@ def wallet():
     shop = current_tenant()
     form = TopUpForm()
     form.payment_method.choices = [(m.name, m.label) for m in available_methods(shop)]
+    if request.method == "GET" and form.payment_method.choices:
+        form.payment_method.data = form.payment_method.choices[0][0]
     status = 200
     if form.validate_on_submit():
         try:

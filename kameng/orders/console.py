@@ -1,0 +1,267 @@
+"""The shop console's order pages: the order list, one order with its payments and timeline,
+and what staff do to an order by hand — mark it paid, cancel, refund, fulfil, retry delivery.
+
+Registered by create_app() under /admin on shop hosts (kameng/__init__.py, _register_blueprints).
+Card codes are never shown here: the detail page counts the codes each line delivered.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from ..audit.service import record
+from ..catalog.models import DELIVERY_KINDS, Product
+from ..delivery.service import fulfil_order, retry_delivery
+from ..errors import Conflict, DomainError
+from ..extensions import db
+from ..forms import EmptyForm
+from ..inventory.models import CardCode, SupplyCode
+from ..merchant.console import console_blueprint, staff_actor
+from ..payments import registry
+from ..rows import row_by_id
+from ..workers.outbox import after_payment
+from . import service as orders
+from .forms_console import MarkPaidForm, RefundForm, fulfil_form
+from .models import ORDER_STATUSES, Order, OrderLine
+
+bp = console_blueprint("shop_orders", __name__)
+
+PAGE_SIZE = 50
+MOST_SHOWN = 1000  # "show more" stops here; narrow the list with the filters instead
+
+# What staff may do in each status: the states the services accept (orders.states.TRANSITIONS).
+MARK_PAID_FROM = ("pending", "expired")
+CANCEL_FROM = ("pending",)
+REFUND_FROM = ("paid", "awaiting", "failed", "delivered")
+FULFIL_FROM = ("awaiting", "failed")
+RETRY_FROM = ("failed",)
+
+
+def method_label(name: str) -> str:
+    """'stripe' -> 'Stripe': the buyer-facing name of a payment method."""
+    if name == registry.BALANCE:
+        return "Wallet balance"
+    registry._load_optional_gateways()
+    kind = registry.GATEWAYS.get(name)
+    return kind.label if kind is not None else name
+
+
+@bp.context_processor
+def order_helpers() -> dict:
+    return {"method_label": method_label, "order_statuses": ORDER_STATUSES,
+            "delivery_kinds": DELIVERY_KINDS}
+
+
+def _confirm_button() -> None:
+    """A plain POST button: CSRFProtect has checked the token; this keeps the habit explicit."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+
+
+def _back_to(order_id: int):
+    return redirect(url_for(".order_detail", order_id=order_id))
+
+
+# -- the list ----------------------------------------------------------------------------------
+
+
+def _products_of(order_ids: list[int]) -> dict[int, list[str]]:
+    """'2 × Steam 50' per order, in one query for the whole page."""
+    products: dict[int, list[str]] = defaultdict(list)
+    if order_ids:
+        rows = db.session.execute(
+            select(OrderLine.order_id, OrderLine.qty, OrderLine.title)
+            .where(OrderLine.order_id.in_(order_ids)).order_by(OrderLine.id))
+        for order_id, qty, title in rows:
+            products[order_id].append(f"{qty} × {title}")
+    return products
+
+
+@bp.get("/orders")
+def order_list():
+    status = request.args.get("status", "")
+    if status not in ORDER_STATUSES:
+        status = ""
+    needs_staff = request.args.get("needs_staff") == "1"
+    search = request.args.get("q", "").strip()[:100]
+    shown = min(max(request.args.get("shown", PAGE_SIZE, type=int), PAGE_SIZE), MOST_SHOWN)
+    found = orders.search_orders(status=status, query=search, needs_staff=needs_staff,
+                                 limit=shown + 1)
+    rows = found[:shown]
+    more = len(found) > shown and shown < MOST_SHOWN
+    return render_template(
+        "shop_orders/list.html", orders=rows, products=_products_of([o.id for o in rows]),
+        status=status, needs_staff=needs_staff, search=search, shown=shown, more=more,
+        next_shown=min(shown + PAGE_SIZE, MOST_SHOWN),
+    )
+
+
+# -- one order ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LineRow:
+    line: OrderLine
+    inputs: list[tuple[str, str]]  # (label, the buyer's answer)
+    codes_sold: int
+    codes_void: int
+
+    @property
+    def has_content(self) -> bool:
+        return self.line.content is not None
+
+
+def _code_counts(order: Order) -> dict[tuple[int, str], int]:
+    """(line id, code status) -> how many codes: counts only, never a code."""
+    counts: dict[tuple[int, str], int] = defaultdict(int)
+    for model in (CardCode, SupplyCode):
+        query = (select(model.order_line_id, model.status, func.count())
+                 .where(model.order_id == order.id, model.order_line_id.is_not(None))
+                 .group_by(model.order_line_id, model.status))
+        if model is SupplyCode:  # a platform table: the order's shop is named explicitly
+            query = query.where(SupplyCode.tenant_id == order.tenant_id)
+        for line_id, status, number in db.session.execute(query):
+            counts[(line_id, status)] += number
+    return counts
+
+
+def _input_labels(line: OrderLine) -> list[tuple[str, str]]:
+    """The buyer's answers under the product's field labels (the names if it is gone)."""
+    product = row_by_id(Product, line.product_id) if line.product_id else None
+    labels = {spec["name"]: spec.get("label") or spec["name"]
+              for spec in (product.fields if product is not None else [])}
+    return [(labels.get(name, name), str(value)) for name, value in (line.buyer_input or {}).items()]
+
+
+def _detail_page(order: Order, *, paid_form=None, refund_form=None, fulfil=None,
+                 status: int = 200):
+    counts = _code_counts(order)
+    lines = [LineRow(line=line, inputs=_input_labels(line),
+                     codes_sold=counts.get((line.id, "sold"), 0),
+                     codes_void=counts.get((line.id, "void"), 0)) for line in order.lines]
+    return render_template(
+        "shop_orders/detail.html", order=order, lines=lines,
+        paid_form=paid_form or MarkPaidForm(formdata=None, prefix="paid"),
+        refund_form=refund_form or RefundForm(formdata=None, prefix="refund"),
+        fulfil_form=fulfil or fulfil_form(order.lines, bind=False),
+        action=EmptyForm(formdata=None),
+        can_mark_paid=order.status in MARK_PAID_FROM, can_cancel=order.status in CANCEL_FROM,
+        can_refund=order.status in REFUND_FROM, can_fulfil=order.status in FULFIL_FROM,
+        can_retry=order.status in RETRY_FROM,
+    ), status
+
+
+@bp.get("/orders/<int:order_id>")
+def order_detail(order_id: int):
+    return _detail_page(orders.get_order(order_id))
+
+
+def _refused(order_id: int, error: DomainError, **forms):
+    """A service said no: undo, show why at the top and beside the form, keep what was typed."""
+    db.session.rollback()
+    flash(error.message, "error")
+    for form in forms.values():
+        form.fail(error)
+    return _detail_page(orders.get_order(order_id), status=422, **forms)
+
+
+@bp.post("/orders/<int:order_id>/mark-paid")
+def order_mark_paid(order_id: int):
+    order = orders.get_order(order_id)
+    form = MarkPaidForm(prefix="paid")
+    if not form.validate_on_submit():
+        return _detail_page(order, paid_form=form, status=422)
+    reason = form.reason.data.strip()
+    try:
+        if not orders.mark_paid(order, payment=None, actor=current_user.email,
+                                note_text=f"marked paid by staff: {reason}"):
+            raise Conflict("Only an unpaid or expired order can be marked as paid.")
+        record(staff_actor(), "order.mark_paid", tenant_id=order.tenant_id, target=order.number,
+               reason=reason)
+    except DomainError as error:
+        return _refused(order_id, error, paid_form=form)
+    db.session.commit()
+    after_payment(order_id)  # delivered like any paid order
+    order = orders.get_order(order_id)
+    flash(f"Order {order.number} marked as paid; it is now {order.status}.")
+    return _back_to(order_id)
+
+
+@bp.post("/orders/<int:order_id>/cancel")
+def order_cancel(order_id: int):
+    order = orders.get_order(order_id)
+    _confirm_button()
+    try:
+        orders.cancel_order(order, actor=current_user.email)
+        record(staff_actor(), "order.cancel", tenant_id=order.tenant_id, target=order.number)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return _back_to(order_id)
+    db.session.commit()
+    flash(f"Order {order.number} cancelled; its reserved stock is available again.")
+    return _back_to(order_id)
+
+
+@bp.post("/orders/<int:order_id>/refund")
+def order_refund(order_id: int):
+    order = orders.get_order(order_id)
+    form = RefundForm(prefix="refund")
+    if not form.validate_on_submit():
+        return _detail_page(order, refund_form=form, status=422)
+    reason = form.reason.data.strip()
+    try:
+        orders.refund_order(order, to=form.to.data, actor=current_user.email, reason=reason)
+        record(staff_actor(), "order.refund", tenant_id=order.tenant_id, target=order.number,
+               to=form.to.data, amount=order.amount_due, currency=order.currency, reason=reason)
+    except DomainError as error:
+        return _refused(order_id, error, refund_form=form)
+    db.session.commit()
+    where = "the buyer's wallet" if form.to.data == "wallet" else "the payment gateway"
+    flash(f"Order {order.number} refunded through {where}.")
+    return _back_to(order_id)
+
+
+@bp.post("/orders/<int:order_id>/fulfil")
+def order_fulfil(order_id: int):
+    order = orders.get_order(order_id)
+    form = fulfil_form(order.lines)
+    if not form.validate_on_submit():
+        return _detail_page(order, fulfil=form, status=422)
+    if order.status not in FULFIL_FROM:
+        return _refused(order_id, Conflict("Only an order that awaits fulfilment or failed "
+                                           "delivery can be fulfilled by hand."), fulfil=form)
+    try:
+        fulfil_order(order, form.contents(), actor=current_user.email)
+        record(staff_actor(), "order.fulfil", tenant_id=order.tenant_id, target=order.number)
+    except DomainError as error:
+        return _refused(order_id, error, fulfil=form)
+    db.session.commit()
+    flash(f"Order {order.number} delivered; the buyer sees the content on the order page.")
+    return _back_to(order_id)
+
+
+@bp.post("/orders/<int:order_id>/retry")
+def order_retry(order_id: int):
+    order = orders.get_order(order_id)
+    _confirm_button()
+    if order.status not in RETRY_FROM:
+        flash("Only a failed delivery can be retried.", "error")
+        return _back_to(order_id)
+    record(staff_actor(), "order.retry_delivery", tenant_id=order.tenant_id,
+           target=order.number)
+    status = retry_delivery(order, actor=current_user.email)  # commits, with the audit event
+    db.session.rollback()  # nothing left to keep if someone else moved the order first
+    order = orders.get_order(order_id)
+    if status == "failed":
+        flash(f"Delivery failed again: {order.staff_reason or 'see the timeline'}", "error")
+    elif status == "awaiting":
+        flash(f"Order {order.number} now waits for you to fulfil it.")
+    else:
+        flash(f"Order {order.number} is {status}.")
+    return _back_to(order_id)
