@@ -107,7 +107,10 @@ def _register_blueprints(app: Flask) -> None:
     from .landing.views import bp as landing
     from .members.views import bp as members
     from .merchant.views import bp as merchant
+    from .orders.console import bp as shop_orders
     from .orders.views import bp as orders
+    from .payments.console import bp as shop_payments
+    from .payments.console import platform_bp as platform_payments_admin
     from .payments.views import bp as payments
     from .payments.views import platform_bp as platform_payments
     from .storefront.views import bp as storefront
@@ -120,9 +123,12 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(superadmin, subdomain=ADMIN)
     app.register_blueprint(supply, subdomain=ADMIN, url_prefix="/supply")
     app.register_blueprint(supply_codes, subdomain=ADMIN, url_prefix="/supply")
+    app.register_blueprint(platform_payments_admin, subdomain=ADMIN, url_prefix="/payments")
     app.register_blueprint(merchant, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_catalog, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_codes, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_orders, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_payments, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(storefront, subdomain=SHOP)
     app.register_blueprint(members, subdomain=SHOP)
     app.register_blueprint(orders, subdomain=SHOP)

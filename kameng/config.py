@@ -132,6 +132,8 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         # How a paid order reaches delivery: "inline" (right after the commit, in the request)
         # or "queue" (an RQ worker).
         "DELIVERY_MODE": env.get("DELIVERY_MODE") or "inline",
+        # Stripe's API base (None: Stripe itself); tests point it at a local fake.
+        "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or None,
         # Seconds a signed payment notification stays valid (replays of older ones are refused).
         "NOTIFY_TOLERANCE": _int(env, "NOTIFY_TOLERANCE", 300, minimum=1),
         # A new shop's default markup over the supply catalog, in basis points (2000 = 20%).

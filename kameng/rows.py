@@ -1,4 +1,4 @@
-"""Loading a row by an id that came from a user: out-of-range ids are simply not found."""
+"""Row helpers: loading by an id that came from a user, and race-free create-if-missing."""
 
 from __future__ import annotations
 
@@ -16,3 +16,15 @@ def row_by_id(model, ident):
     if not 1 <= number <= MAX_ROW_ID:
         return None
     return db.session.get(model, number)
+
+
+def insert_or_ignore(model, values: dict, conflict_columns: list[str]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING: two transactions creating the same row make one."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    dialect = db.session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
+    )

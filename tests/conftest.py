@@ -311,3 +311,59 @@ def admin_client(client_for, hosts) -> SiteClient:
 @pytest.fixture
 def runner(app: Flask):
     return app.test_cli_runner()
+
+
+# -- catalog and orders -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def card_product(app: Flask):
+    """card_product(tenant, codes=["C-1"], price=1000, **details) -> product id (own, card)."""
+
+    def factory(tenant, codes=("C-1",), price=1000, name="Game card", **details):
+        from kameng.audit.service import Actor
+        from kameng.catalog.service import create_product
+        from kameng.inventory.service import import_codes
+        from kameng.tenants.models import Tenant
+
+        with app.app_context(), tenant_scope(tenant.id):
+            shop = _db.session.get(Tenant, tenant.id)
+            product = create_product(shop, name=name, price=price,
+                                     delivery_kind=details.pop("delivery_kind", "card"), **details)
+            if codes and product.delivery_kind == "card":
+                import_codes(product, list(codes), actor=Actor.system())
+            _db.session.commit()
+            return product.id
+
+    return factory
+
+
+@pytest.fixture
+def buy(app: Flask):
+    """buy(client, product_id, **form) -> the checkout response (not followed)."""
+
+    def purchase(client, product_id, **form):
+        data = {"qty": 1, "email": "buyer@example.test", "payment_method": "sandbox", **form}
+        return client.submit(f"/product/{product_id}/checkout", data,
+                             form_path=f"/product/{product_id}")
+
+    return purchase
+
+
+@pytest.fixture
+def pay_sandbox(app: Flask):
+    """pay_sandbox(client, checkout_response, outcome="pay") -> the order page response."""
+    from urllib.parse import urlsplit
+
+    def pay(client, response, outcome="pay"):
+        assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+        sandbox = client.get(response.location)  # /order/<token>/pay -> the sandbox page
+        assert sandbox.status_code == 302, sandbox.status_code
+        page = urlsplit(sandbox.location)
+        path = page.path + ("?" + page.query if page.query else "")
+        token = client.csrf_token(path)
+        done = client.post(path, data={"csrf_token": token, "outcome": outcome})
+        assert done.status_code == 302
+        return client.get(done.location)
+
+    return pay

@@ -22,6 +22,7 @@ def world(create_tenant, create_customer, create_staff, in_app):
     from kameng.inventory.models import CardCode
     from kameng.inventory.service import import_codes
     from kameng.merchant.models import ShopNotice
+    from kameng.orders.service import CheckoutRequest, checkout
 
     a = create_tenant(slug="shopa", owner_email="owner@shopa.test", owner_password="owner-a-pass")
     b = create_tenant(slug="shopb", owner_email="owner@shopb.test", owner_password="owner-b-pass")
@@ -38,6 +39,11 @@ def world(create_tenant, create_customer, create_staff, in_app):
         coupon = catalog.create_coupon(tenant, "SECRET10", catalog.CouponTerms("percent", 1000))
         rule = catalog.set_markup_rule(tenant, scope="category", category_id=category.id,
                                        kind="percent", value=1000, rounding="0.01")
+        order_product = catalog.create_product(tenant, name="secret-order-product", price=300)
+        import_codes(order_product, ["secret-order-code"], actor=Actor.system())
+        order = checkout(tenant, CheckoutRequest(
+            product_id=order_product.id, qty=1, email="secret-buyer@shopa.test",
+            payment_method="sandbox")).order
         notice = ShopNotice(kind="test", message="secret-notice")
         session.add(notice)
         session.flush()
@@ -49,6 +55,7 @@ def world(create_tenant, create_customer, create_staff, in_app):
             rule_id=rule.id,
             notice_id=notice.id,
             code_id=session.scalar(select(CardCode.id)),
+            order_id=order.id,
         )
         assert session.scalar(select(MarkupRule.id).where(MarkupRule.id == rule.id))
         session.commit()

@@ -13,11 +13,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..errors import DomainError
 from ..extensions import db
+from ..rows import insert_or_ignore
 from .models import ACCOUNT_KINDS, LedgerAccount, LedgerHold, LedgerPosting, LedgerTransaction
 
 POINTS = "PTS"
@@ -39,15 +38,11 @@ def get_account(kind: str, *, currency: str, tenant_id: int | None = None,
     query = select(LedgerAccount).where(LedgerAccount.owner_key == key)
     account = db.session.scalar(query)
     if account is None:
-        # INSERT … ON CONFLICT DO NOTHING: a concurrent first use creates it once.
-        dialect = db.session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        db.session.execute(
-            insert(LedgerAccount).values(
-                owner_key=key, kind=kind, tenant_id=tenant_id, customer_id=customer_id,
-                currency=currency, balance=0, held=0, allow_negative=ACCOUNT_KINDS[kind][0],
-            ).on_conflict_do_nothing(index_elements=["owner_key"])
-        )
+        insert_or_ignore(LedgerAccount, {
+            "owner_key": key, "kind": kind, "tenant_id": tenant_id, "customer_id": customer_id,
+            "currency": currency, "balance": 0, "held": 0,
+            "allow_negative": ACCOUNT_KINDS[kind][0],
+        }, ["owner_key"])
         account = db.session.scalar(query)
     return account
 

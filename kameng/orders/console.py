@@ -40,6 +40,10 @@ CANCEL_FROM = ("pending",)
 REFUND_FROM = ("paid", "awaiting", "failed", "delivered")
 FULFIL_FROM = ("awaiting", "failed")
 RETRY_FROM = ("failed",)
+# refund_order() would credit a top-up to the wallet a second time (and a gateway refund would
+# leave the credit in place): until the service reverses the top-up, staff cannot refund one.
+TOPUP_REFUND = ("Refunding a wallet top-up is not supported yet: the buyer keeps the credit in "
+                "their wallet.")
 
 
 def method_label(name: str) -> str:
@@ -135,7 +139,8 @@ def _input_labels(line: OrderLine) -> list[tuple[str, str]]:
     product = row_by_id(Product, line.product_id) if line.product_id else None
     labels = {spec["name"]: spec.get("label") or spec["name"]
               for spec in (product.fields if product is not None else [])}
-    return [(labels.get(name, name), str(value)) for name, value in (line.buyer_input or {}).items()]
+    answers = line.buyer_input or {}
+    return [(labels.get(name, name), str(value)) for name, value in answers.items()]
 
 
 def _detail_page(order: Order, *, paid_form=None, refund_form=None, fulfil=None,
@@ -151,7 +156,10 @@ def _detail_page(order: Order, *, paid_form=None, refund_form=None, fulfil=None,
         fulfil_form=fulfil or fulfil_form(order.lines, bind=False),
         action=EmptyForm(formdata=None),
         can_mark_paid=order.status in MARK_PAID_FROM, can_cancel=order.status in CANCEL_FROM,
-        can_refund=order.status in REFUND_FROM, can_fulfil=order.status in FULFIL_FROM,
+        can_refund=order.status in REFUND_FROM and order.kind != "topup",
+        topup_refund=TOPUP_REFUND if order.kind == "topup" and order.status in REFUND_FROM
+        else "",
+        can_fulfil=order.status in FULFIL_FROM,
         can_retry=order.status in RETRY_FROM,
     ), status
 
@@ -162,17 +170,23 @@ def order_detail(order_id: int):
 
 
 def _refused(order_id: int, error: DomainError, **forms):
-    """A service said no: undo, show why at the top and beside the form, keep what was typed."""
+    """A service said no: undo, say why, and show the page again with what was typed."""
     db.session.rollback()
     flash(error.message, "error")
-    for form in forms.values():
-        form.fail(error)
     return _detail_page(orders.get_order(order_id), status=422, **forms)
+
+
+def _not_now(order_id: int, message: str):
+    """The order is not in a state for this action (someone acted first, or an old page)."""
+    flash(message, "error")
+    return _back_to(order_id)
 
 
 @bp.post("/orders/<int:order_id>/mark-paid")
 def order_mark_paid(order_id: int):
     order = orders.get_order(order_id)
+    if order.status not in MARK_PAID_FROM:
+        return _not_now(order_id, "Only an unpaid or expired order can be marked as paid.")
     form = MarkPaidForm(prefix="paid")
     if not form.validate_on_submit():
         return _detail_page(order, paid_form=form, status=422)
@@ -211,6 +225,10 @@ def order_cancel(order_id: int):
 @bp.post("/orders/<int:order_id>/refund")
 def order_refund(order_id: int):
     order = orders.get_order(order_id)
+    if order.status not in REFUND_FROM:
+        return _not_now(order_id, "Only a paid order can be refunded.")
+    if order.kind == "topup":  # see TOPUP_REFUND
+        return _not_now(order_id, TOPUP_REFUND)
     form = RefundForm(prefix="refund")
     if not form.validate_on_submit():
         return _detail_page(order, refund_form=form, status=422)
@@ -222,20 +240,20 @@ def order_refund(order_id: int):
     except DomainError as error:
         return _refused(order_id, error, refund_form=form)
     db.session.commit()
-    where = "the buyer's wallet" if form.to.data == "wallet" else "the payment gateway"
-    flash(f"Order {order.number} refunded through {where}.")
+    where = "to the buyer's wallet" if form.to.data == "wallet" else "through the payment gateway"
+    flash(f"Order {order.number} refunded {where}.")
     return _back_to(order_id)
 
 
 @bp.post("/orders/<int:order_id>/fulfil")
 def order_fulfil(order_id: int):
     order = orders.get_order(order_id)
+    if order.status not in FULFIL_FROM:
+        return _not_now(order_id, "Only an order that awaits fulfilment or failed delivery can "
+                                  "be fulfilled by hand.")
     form = fulfil_form(order.lines)
     if not form.validate_on_submit():
         return _detail_page(order, fulfil=form, status=422)
-    if order.status not in FULFIL_FROM:
-        return _refused(order_id, Conflict("Only an order that awaits fulfilment or failed "
-                                           "delivery can be fulfilled by hand."), fulfil=form)
     try:
         fulfil_order(order, form.contents(), actor=current_user.email)
         record(staff_actor(), "order.fulfil", tenant_id=order.tenant_id, target=order.number)
@@ -251,8 +269,7 @@ def order_retry(order_id: int):
     order = orders.get_order(order_id)
     _confirm_button()
     if order.status not in RETRY_FROM:
-        flash("Only a failed delivery can be retried.", "error")
-        return _back_to(order_id)
+        return _not_now(order_id, "Only a failed delivery can be retried.")
     record(staff_actor(), "order.retry_delivery", tenant_id=order.tenant_id,
            target=order.number)
     status = retry_delivery(order, actor=current_user.email)  # commits, with the audit event

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wtforms import SelectField, StringField, TextAreaField
+from wtforms import SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from ..forms import Form
@@ -21,9 +21,8 @@ class MarkPaidForm(Form):
 class RefundForm(Form):
     """A refund, to the buyer's wallet or through the gateway that took the payment."""
 
-    to = SelectField("Refund", choices=[("wallet", "Refund to wallet"),
-                                        ("gateway", "Refund through gateway")],
-                     validate_choice=True)
+    to = SelectField("Refund", choices=[SelectChoice("wallet", "Refund to wallet"),
+                                        SelectChoice("gateway", "Refund through gateway")])
     reason = StringField("Reason for the refund", validators=[DataRequired(),
                                                              Length(max=REASON_MAX)])
 

@@ -189,9 +189,7 @@ def checkout(tenant: Tenant, request: CheckoutRequest) -> Placed:
                               ledger.shop_wallet(tenant.id, order.currency), order.cost_total,
                               tenant_id=tenant.id, order_id=order.id)
         except ledger.InsufficientFunds:
-            _tell_shop_wallet_is_short(tenant, product)
-            raise DomainError("This product is temporarily unavailable. Please try again "
-                              "later.") from None
+            raise ShopWalletShort(tenant.id, product.title) from None
     if points:
         ledger.place_hold(f"order:{order.id}:points", ledger.buyer_points(request.customer),
                           points, tenant_id=tenant.id, order_id=order.id)
@@ -200,17 +198,21 @@ def checkout(tenant: Tenant, request: CheckoutRequest) -> Placed:
     return Placed(order=order, token=token)
 
 
-def _tell_shop_wallet_is_short(tenant: Tenant, product: Product) -> None:
-    """A buyer could not check out because the shop's wallet cannot cover the supply cost.
+class ShopWalletShort(DomainError):
+    """The shop's wallet at the platform cannot cover a supply product's cost: the buyer is told
+    it is temporarily unavailable; after rolling back, the caller tells the shop."""
 
-    Written in its own transaction: the checkout itself is rolled back.
-    """
-    message = (f"A buyer could not buy '{product.title}': your wallet at the platform does not "
-               f"cover its supply cost. Top up your wallet.")
-    with db.engine.begin() as connection:
-        connection.execute(ShopNotice.__table__.insert().values(
-            tenant_id=tenant.id, kind="wallet_short", message=message,
-            created_at=datetime.now(UTC)))
+    def __init__(self, tenant_id: int, title: str):
+        super().__init__("This product is temporarily unavailable. Please try again later.")
+        self.tenant_id, self.title = tenant_id, title
+
+    def tell_shop(self) -> None:
+        """Leave the shop a notice (call after the checkout's rollback, then commit)."""
+        db.session.add(ShopNotice(
+            tenant_id=self.tenant_id, kind="wallet_short",
+            message=(f"A buyer could not buy '{self.title}': your wallet at the platform does "
+                     "not cover its supply cost. Top up your wallet.")))
+        db.session.flush()
 
 
 # -- the paid path --------------------------------------------------------------------------------
@@ -276,7 +278,7 @@ def mark_paid(order: Order, *, payment=None, actor: str = "system", note_text: s
         catalog.upgrade_level(customer)
     if late_problem is not None:
         _late_payment_without_stock(tenant, order, customer, late_problem)
-    else:
+    if order.status == "paid":  # to delivery (a late payment credited to a wallet is done)
         db.session.add(Outbox(topic="order.paid", tenant_id=order.tenant_id, order_id=order.id,
                               payload={"order_id": order.id}))
     db.session.flush()

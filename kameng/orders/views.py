@@ -24,7 +24,7 @@ from ..payments import service as payments
 from ..payments.gateways.base import ReturnUrls
 from ..payments.registry import BALANCE, available_methods
 from ..storefront.views import product_page, render_shop
-from ..tenants.hosts import current_tenant
+from ..tenants.hosts import absolute_url_for, current_tenant
 from ..workers.outbox import after_payment
 from . import service as orders
 from .forms import LookupForm, TopUpForm, checkout_form
@@ -56,6 +56,9 @@ def checkout(product_id: int):
         ))
     except DomainError as error:
         db.session.rollback()
+        if isinstance(error, orders.ShopWalletShort):
+            error.tell_shop()
+            db.session.commit()
         form.fail(error)
         return product_page(product_id, form, error.status_code if error.status_code != 400
                             else 422)
@@ -83,11 +86,8 @@ def _order_for_token(token: str) -> Order:
 
 
 def _urls(token: str) -> ReturnUrls:
-    return ReturnUrls(
-        success=url_for(".order_page", token=token, _external=True),
-        cancel=url_for(".order_page", token=token, _external=True),
-        notify="",  # each gateway knows its notify URL
-    )
+    page = absolute_url_for("orders.order_page", token=token)
+    return ReturnUrls(success=page, cancel=page, notify="")  # gateways know their notify URL
 
 
 @bp.route("/order/<token>/pay", methods=["GET", "POST"])

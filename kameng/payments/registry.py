@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from ..errors import DomainError
 from ..extensions import db
+from ..rows import insert_or_ignore
 from ..security.crypto import keyring
 from .gateways.base import Gateway
 from .gateways.sandbox import SandboxGateway
@@ -79,10 +80,13 @@ def _complete(gateway: type[Gateway], values: dict) -> bool:
 def ensure_sandbox_account(tenant) -> PaymentAccount:
     """The shop's sandbox account, with a random signing secret created on first use."""
     account = shop_account("sandbox")
-    if account is None or not decrypt_credentials(account.credentials).get("secret"):
-        if account is None:
-            account = PaymentAccount(tenant_id=tenant.id, gateway="sandbox", enabled=True)
-            db.session.add(account)
+    if account is None:  # created once even when several buyers start paying at once
+        insert_or_ignore(PaymentAccount, {
+            "tenant_id": tenant.id, "gateway": "sandbox", "enabled": True,
+            "credentials": encrypt_credentials({"secret": secrets.token_urlsafe(32)}),
+        }, ["tenant_id", "gateway"])
+        account = shop_account("sandbox")
+    if not decrypt_credentials(account.credentials).get("secret"):
         account.credentials = encrypt_credentials({"secret": secrets.token_urlsafe(32)})
         db.session.flush()
     return account

@@ -29,7 +29,13 @@ from ..orders.service import mark_paid
 from ..orders.states import note
 from ..tenants.models import Tenant
 from ..tenants.scoping import platform_scope, tenant_scope
-from .gateways.base import GatewayError, InvalidNotification, PaymentStart, ReturnUrls
+from .gateways.base import (
+    GatewayError,
+    IgnoredEvent,
+    InvalidNotification,
+    PaymentStart,
+    ReturnUrls,
+)
 from .models import Payment, PaymentNotification
 from .registry import BALANCE, gateway_for, method_available
 
@@ -102,6 +108,11 @@ def receive_notification(tenant: Tenant | None, gateway_name: str, *, owner: str
         if gateway is None:
             gateway = _platform_gateway(gateway_name)
         event = gateway.verify_notification(body, headers, form)
+    except IgnoredEvent as ignored:
+        db.session.rollback()
+        log.info("payment notification ignored (%s): %s", gateway_name, ignored)
+        body, status, response_headers = gateway.acknowledge()
+        return NotifyOutcome(status, body, response_headers)
     except DomainError as error:
         db.session.rollback()
         return _refuse(str(error), gateway_name)

@@ -82,6 +82,17 @@ def public_url(host: str, path: str = "/") -> str:
     return f"{scheme}://{host}{suffix}{path}"
 
 
+def absolute_url_for(endpoint: str, **values) -> str:
+    """An absolute link on the host of the current request (for gateways' return URLs).
+
+    url_for(_external=True) would put the routing pseudo-subdomain (shop., admin.) in front of
+    the host, so the scheme and host of the request are used instead.
+    """
+    from flask import url_for
+
+    return f"{request.scheme}://{request.host}{url_for(endpoint, **values)}"
+
+
 class HostResolver:
     """Host name -> tenant id (or None), cached per process for `ttl` seconds."""
 

@@ -14,6 +14,12 @@ class InvalidNotification(DomainError):
     status_code = 400
 
 
+class IgnoredEvent(InvalidNotification):
+    """A genuine (verified) notification Kameng does not act on — another event type, or a
+    payment it did not start. It changes nothing and is acknowledged, so the gateway stops
+    resending it."""
+
+
 class GatewayError(DomainError):
     """The gateway refused or failed a call (shown to staff; the buyer sees a plain message)."""
 

@@ -28,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from http.client import HTTPException
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from flask import current_app, has_request_context, request, url_for
+from flask import current_app, has_request_context
 from sqlalchemy import select
 
 from ...extensions import db
@@ -49,9 +49,10 @@ UNSIGNED = ("sign", "sign_type")
 NAME_BYTES = 127  # the longest order title EPay servers accept
 MAX_BODY = 1_000_000  # bytes of an answer from the EPay server we are willing to read
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+QR_SCHEMES = re.compile(r"(https?|weixin|wxp|alipays?|mqqapi)://", re.IGNORECASE)
 TRUE_WORDS = ("1", "yes", "true", "on")
 PAY_TYPE = re.compile(r"[a-z0-9_]{1,32}")
-MONEY = re.compile(r"\d{1,12}(\.\d{1,8})?")
+MONEY = re.compile(r"[0-9]{1,12}(\.[0-9]{1,8})?")  # ASCII digits only
 # How EPay servers word "wrong merchant id or key" (彩虹易支付: code -3 "KEY校验失败",
 # "商户ID不存在"); "订单号不存在" (no such order) is the answer a good pid and key get.
 CREDENTIALS_REFUSED = re.compile(
@@ -62,7 +63,7 @@ def sign(params: Mapping[str, str], key: str) -> str:
     """The EPay MD5 signature of `params` with the merchant `key`."""
     message = "&".join(f"{name}={params[name]}" for name in sorted(params)
                        if name not in UNSIGNED and params[name] != "")
-    # MD5 is the protocol's choice, not ours; the key keeps it from being forged by outsiders.
+    # MD5 is the protocol's choice, not ours.
     return hashlib.md5((message + key).encode()).hexdigest()  # noqa: S324
 
 
@@ -167,24 +168,24 @@ class EpayGateway(Gateway):
     def signed(self, params: dict[str, str]) -> dict[str, str]:
         """`params` with their signature, ready to send."""
         self._configured("key")
-        return {**params, "sign": sign(params, self.credentials["key"]), "sign_type": "MD5"}
+        return {**params, "sign": sign(params, self._setting("key")), "sign_type": "MD5"}
 
     def notify_url(self, order) -> str:
         """Where the aggregator calls us: the shop's notify URL on the host the buyer uses, or
         the platform's on the bare platform domain when the platform's account collects."""
-        from ...tenants.hosts import normalize_host, public_url, subdomain_host
+        from ...tenants.hosts import LANDING, SHOP, absolute_url_for, public_url, subdomain_host
+        from ...tenants.models import Tenant
 
+        if self.owner == "shop" and has_request_context():
+            return absolute_url_for("payments.notify", gateway=self.name)
         if self.owner == "platform":
-            return public_url(current_app.config["PLATFORM_DOMAIN"],
-                              f"/pay/platform/notify/{self.name}")
-        if has_request_context():
-            host = normalize_host(request.host)
-            path = url_for("payments.notify", gateway=self.name)
+            host, site, endpoint = (current_app.config["PLATFORM_DOMAIN"], LANDING,
+                                    "platform_payments.platform_notify")
         else:
-            from ...tenants.models import Tenant
-
-            host = subdomain_host(db.session.get(Tenant, order.tenant_id).slug)
-            path = f"/pay/notify/{self.name}"
+            host, site, endpoint = (subdomain_host(db.session.get(Tenant, order.tenant_id).slug),
+                                    SHOP, "payments.notify")
+        path = current_app.url_map.bind(host, subdomain=site).build(
+            endpoint, {"gateway": self.name})
         return public_url(host, path)
 
     # -- paying -----------------------------------------------------------------------------
@@ -223,6 +224,8 @@ class EpayGateway(Gateway):
         if not pay_url.startswith(("https://", "http://")):
             pay_url = ""
         qr_code = str(data.get("qrcode") or "")
+        if not QR_SCHEMES.match(qr_code):  # it becomes a link on our page: no javascript:
+            qr_code = ""
         if qr_code:
             return PaymentStart(kind="qr", qr_data=qr_code, url=pay_url, external_id=trade_no)
         if pay_url:
@@ -236,7 +239,7 @@ class EpayGateway(Gateway):
         form, and read the notification. Every trade_status but TRADE_SUCCESS is "pending"."""
         self.require("key", "pid")
         params = self._notification_params(form)
-        expected = sign(params, self.credentials["key"]).encode()
+        expected = sign(params, self._setting("key")).encode()
         if not hmac.compare_digest(expected, params.get("sign", "").strip().lower().encode()):
             raise InvalidNotification("bad signature")
         if params.get("sign_type", "MD5").upper() != "MD5":
@@ -382,7 +385,7 @@ class EpayGateway(Gateway):
                         break
                     body += chunk
                     if time.monotonic() > deadline:
-                        raise GatewayError(f"{where} answered too slowly.")
+                        raise GatewayError(f"{where} did not answer within {self.timeout:g} s.")
         except urllib.error.HTTPError as error:
             error.close()
             if 300 <= error.code < 400:
@@ -390,10 +393,11 @@ class EpayGateway(Gateway):
                                    "check the gateway URL.") from None
             raise GatewayError(f"{where} answered HTTP {error.code}.") from None
         except (urllib.error.URLError, HTTPException, OSError) as error:
-            reason = getattr(error, "reason", None) or error.__class__.__name__
-            if isinstance(reason, TimeoutError) or isinstance(error, TimeoutError):
-                reason = "timed out"
-            raise GatewayError(f"{where} could not be reached ({reason}).") from None
+            reason = getattr(error, "reason", error)
+            if isinstance(reason, TimeoutError):
+                raise GatewayError(f"{where} did not answer within {self.timeout:g} s.") from None
+            raise GatewayError(f"{where} could not be reached ({reason or 'no answer'})."
+                               ) from None
         if len(body) > MAX_BODY:
             raise GatewayError(f"{where} sent an answer larger than {MAX_BODY} bytes.")
         try:

@@ -20,16 +20,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import stripe
-from flask import current_app, has_request_context, url_for
+from flask import current_app, has_request_context, request, url_for
 
 from ...money import minor_digits
+from ...tenants.hosts import normalize_host, public_url
 from ..registry import register
 from .base import (
     CredentialField,
     Gateway,
     GatewayError,
+    IgnoredEvent,
     InvalidNotification,
     PaymentEvent,
     PaymentStart,
@@ -72,12 +75,6 @@ REFERENCE_KEY = "payment_reference"
 # A Checkout Session must live between 30 minutes and 24 hours.
 SESSION_MIN_LIFE = timedelta(minutes=31)
 SESSION_MAX_LIFE = timedelta(hours=23, minutes=55)
-
-
-class IgnoredEvent(InvalidNotification):
-    """A genuine (signed) Stripe event that Kameng does not act on — another event type, or a
-    payment of the Stripe account that Kameng did not start. It must change nothing, and be
-    acknowledged so that Stripe stops resending it."""
 
 
 def stripe_digits(currency: str) -> int:
@@ -231,7 +228,8 @@ class StripeGateway(Gateway):
         try:
             with self._client() as client:
                 session = client.v1.checkout.sessions.create(
-                    params, {"idempotency_key": f"kameng-checkout-{payment.reference}"})
+                    params, {"idempotency_key": f"kameng-checkout-{payment.reference}"}
+                ).to_dict()
         except stripe.StripeError as error:
             raise _failure("start the payment", error) from None
         if not session.get("url") or not session.get("id"):
@@ -244,7 +242,7 @@ class StripeGateway(Gateway):
             return None
         try:
             with self._client() as client:
-                session = client.v1.checkout.sessions.retrieve(payment.external_id)
+                session = client.v1.checkout.sessions.retrieve(payment.external_id).to_dict()
         except stripe.StripeError as error:
             raise _failure("look up the payment", error) from None
         if session.get("payment_status") == "paid":
@@ -262,7 +260,7 @@ class StripeGateway(Gateway):
             raise GatewayError("This payment has no Stripe Checkout Session to refund.")
         try:
             with self._client() as client:
-                session = client.v1.checkout.sessions.retrieve(payment.external_id)
+                session = client.v1.checkout.sessions.retrieve(payment.external_id).to_dict()
                 intent = session.get("payment_intent")
                 if isinstance(intent, dict):
                     intent = intent.get("id")
@@ -272,7 +270,8 @@ class StripeGateway(Gateway):
                     {"payment_intent": intent, "amount": amount,
                      "metadata": {REFERENCE_KEY: payment.reference,
                                   TENANT_KEY: str(payment.tenant_id)}},
-                    {"idempotency_key": f"kameng-refund-{payment.reference}-{amount}"})
+                    {"idempotency_key": f"kameng-refund-{payment.reference}-{amount}"}
+                ).to_dict()
         except stripe.StripeError as error:
             raise _failure("refund the payment", error) from None
         if refund.get("status") in ("failed", "canceled"):
@@ -288,15 +287,25 @@ class StripeGateway(Gateway):
                                "webhook endpoint in the Stripe dashboard.")
         try:
             with self._client() as client:
-                balance = client.v1.balance.retrieve()
+                balance = client.v1.balance.retrieve().to_dict()
         except stripe.StripeError as error:
             raise _failure("accept the secret key", error) from None
         mode = "live" if balance.get("livemode") else "test"
         message = f"Stripe accepted the secret key ({mode} mode)."
-        target = ""
-        if self.owner == "shop" and has_request_context():
-            target = " to " + url_for("payments.notify", gateway=self.name, _external=True)
-        return f"{message} Send the events {', '.join(HANDLED_EVENTS)}{target}."
+        return f"{message} Send the events {', '.join(HANDLED_EVENTS)}{self._notify_target()}."
+
+    def _notify_target(self) -> str:
+        """Where the account's webhook endpoint must point, for the connection message."""
+        if not has_request_context():
+            return ""
+        if self.owner == "shop":  # asked on the shop's host, which the URL may keep
+            host, endpoint = normalize_host(request.host), "payments.notify"
+        else:
+            host, endpoint = current_app.config["PLATFORM_DOMAIN"], \
+                "platform_payments.platform_notify"
+        # Only the path: an endpoint of another kind of site builds as an odd absolute URL.
+        path = urlsplit(url_for(endpoint, gateway=self.name)).path
+        return " to " + public_url(host, path)
 
     # -- webhooks ------------------------------------------------------------------------------
 
@@ -338,7 +347,8 @@ class StripeGateway(Gateway):
             # The charge may not carry its PaymentIntent's metadata: ask Stripe for it.
             try:
                 with self._client() as client:
-                    metadata = client.v1.payment_intents.retrieve(intent).get("metadata") or {}
+                    intent_data = client.v1.payment_intents.retrieve(intent).to_dict()
+                metadata = intent_data.get("metadata") or {}
             except stripe.StripeError as error:
                 raise _failure("look up the refunded payment", error) from None
         if not metadata.get(REFERENCE_KEY):
