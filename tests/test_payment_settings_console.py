@@ -37,7 +37,7 @@ class FakePay(Gateway):
 def fakepay(monkeypatch):
     from kameng.payments import registry
 
-    registry._load_optional_gateways()
+    registry.load_gateways()
     monkeypatch.setitem(registry.GATEWAYS, "fakepay", FakePay)
     return FakePay
 
@@ -230,7 +230,7 @@ def test_test_mode_and_platform_payments_options(console, in_app, shop):
 def _real_gateway(name):
     from kameng.payments import registry
 
-    registry._load_optional_gateways()
+    registry.load_gateways()
     gateway = registry.GATEWAYS.get(name)
     if gateway is None:
         pytest.skip(f"the {name} gateway module has no gateway class yet")

@@ -447,11 +447,51 @@ def test_a_wallet_top_up_paid_by_hand(console, create_customer, in_app, shop, or
     assert "wallet top-up" in body(console.get("/admin/orders"))
     assert "it is now delivered" in flashed(console, pay_by_hand(console, order_id))
     page = body(console.get(detail(order_id)))
-    assert "Refunding a wallet top-up is not supported yet" in page
-    assert 'name="refund-to"' not in page
-    page = act(console, order_id, "refund", {"refund-to": "wallet", "refund-reason": "oops"})
-    assert "Refunding a wallet top-up is not supported yet" in flashed(console, page)
+    assert "A top-up is refunded through its gateway" in page
+    # paid by hand: there is no gateway payment to send the money back through
+    page = act(console, order_id, "refund", {"refund-to": "gateway", "refund-reason": "oops"})
+    assert page.status_code == 422 and "no gateway payment to refund" in body(page)
     assert order_in_db(order_id).status == "delivered"
     with in_app(shop) as session:
         assert buyer_wallet(session.get(Customer, buyer.id), "CNY").balance == 5000
+    assert ledger_problems(in_app) == []
+
+
+def test_a_wallet_top_up_is_refunded_through_its_gateway_unless_spent(
+        create_customer, in_app, shop):
+    from kameng.ledger.service import buyer_wallet, get_account, transfer
+    from kameng.members.models import Customer
+    from kameng.orders.models import Order
+    from kameng.orders.service import create_topup, mark_paid, refund_order
+    from kameng.payments.models import Payment
+
+    buyer = create_customer(shop)
+    ids = []
+    with in_app(shop) as session:
+        tenant = session.get(type(shop), shop.id)
+        customer = session.get(Customer, buyer.id)
+        for _ in range(2):
+            order = create_topup(tenant, customer, 5000, "sandbox").order
+            payment = Payment(tenant_id=shop.id, order_id=order.id, gateway="sandbox",
+                              owner="shop", reference=f"{order.number}-t", amount=5000,
+                              currency="CNY")
+            session.add(payment)
+            session.flush()
+            assert mark_paid(order, payment=payment)
+            ids.append(order.id)
+        session.commit()
+        assert buyer_wallet(customer, "CNY").balance == 10000
+        refund_order(session.get(Order, ids[0]), to="gateway", actor="staff@x.test")
+        session.commit()
+        assert buyer_wallet(customer, "CNY").balance == 5000
+        assert session.get(Payment, session.get(Order, ids[0]).payments[0].id).status \
+            == "refunded"
+        # the buyer spends the second top-up: it can no longer be refunded
+        transfer("spend", "wallet_payment", buyer_wallet(customer, "CNY"),
+                 get_account("shop_income", currency="CNY", tenant_id=shop.id), 4000,
+                 tenant_id=shop.id)
+        session.commit()
+        with pytest.raises(Exception, match="already spent"):
+            refund_order(session.get(Order, ids[1]), to="gateway", actor="staff@x.test")
+        session.rollback()
     assert ledger_problems(in_app) == []

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from ..catalog.models import Product
 from ..catalog.service import text_content
+from ..errors import Conflict
 from ..extensions import db
 from ..inventory import service as inventory
 from ..ledger import service as ledger
@@ -122,17 +123,18 @@ def _fail(order_id: int, reason: str) -> str:
 
 def fulfil_order(order: Order, contents: dict[int, str], *, actor: str) -> None:
     """Staff deliver an awaiting (or failed) order by hand: content per line id."""
-    if order.status not in ("awaiting", "failed"):
-        raise ValueError("only an awaiting or failed order is fulfilled by hand")
+    source = order.status
+    if source not in ("awaiting", "failed"):
+        raise Conflict("Only an order awaiting fulfilment or a failed one is delivered by hand.")
+    if not transition(order, "delivered", from_status=source, actor=actor,
+                      note="fulfilled by hand" if source == "awaiting" else "delivered by hand"):
+        raise Conflict("The order changed meanwhile; reload and try again.")
     ring = keyring()
     for line in order.lines:
         text = (contents.get(line.id) or "").strip()
         if text:
             line.content = ring.encrypt(text)
     _capture_supply_cost(order)
-    source = order.status
-    transition(order, "delivered", from_status=source, actor=actor,
-               note="fulfilled by hand" if source == "awaiting" else "delivered by hand")
     order.needs_staff = False
     order.staff_reason = ""
     note(order, "Content entered by staff", actor=actor)

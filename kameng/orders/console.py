@@ -42,22 +42,10 @@ FULFIL_FROM = ("awaiting", "failed")
 RETRY_FROM = ("failed",)
 # refund_order() would credit a top-up to the wallet a second time (and a gateway refund would
 # leave the credit in place): until the service reverses the top-up, staff cannot refund one.
-TOPUP_REFUND = ("Refunding a wallet top-up is not supported yet: the buyer keeps the credit in "
-                "their wallet.")
-
-
-def method_label(name: str) -> str:
-    """'stripe' -> 'Stripe': the buyer-facing name of a payment method."""
-    if name == registry.BALANCE:
-        return "Wallet balance"
-    registry._load_optional_gateways()
-    kind = registry.GATEWAYS.get(name)
-    return kind.label if kind is not None else name
-
 
 @bp.context_processor
 def order_helpers() -> dict:
-    return {"method_label": method_label, "order_statuses": ORDER_STATUSES,
+    return {"method_label": registry.method_label, "order_statuses": ORDER_STATUSES,
             "delivery_kinds": DELIVERY_KINDS}
 
 
@@ -156,9 +144,7 @@ def _detail_page(order: Order, *, paid_form=None, refund_form=None, fulfil=None,
         fulfil_form=fulfil or fulfil_form(order.lines, bind=False),
         action=EmptyForm(formdata=None),
         can_mark_paid=order.status in MARK_PAID_FROM, can_cancel=order.status in CANCEL_FROM,
-        can_refund=order.status in REFUND_FROM and order.kind != "topup",
-        topup_refund=TOPUP_REFUND if order.kind == "topup" and order.status in REFUND_FROM
-        else "",
+        can_refund=order.status in REFUND_FROM,
         can_fulfil=order.status in FULFIL_FROM,
         can_retry=order.status in RETRY_FROM,
     ), status
@@ -227,8 +213,6 @@ def order_refund(order_id: int):
     order = orders.get_order(order_id)
     if order.status not in REFUND_FROM:
         return _not_now(order_id, "Only a paid order can be refunded.")
-    if order.kind == "topup":  # see TOPUP_REFUND
-        return _not_now(order_id, TOPUP_REFUND)
     form = RefundForm(prefix="refund")
     if not form.validate_on_submit():
         return _detail_page(order, refund_form=form, status=422)

@@ -294,7 +294,8 @@ def _post_payment(tenant: Tenant, order: Order, payment, customer: Customer | No
                                 ledger.get_account("shop_points", currency=ledger.POINTS,
                                                    tenant_id=tenant.id),
                                 tenant_id=tenant.id, order_id=order.id)
-    method = payment.gateway if payment is not None else order.payment_method
+    # Marked paid by staff (no payment): the money came outside Kameng; nothing to post.
+    method = payment.gateway if payment is not None else "manual"
     if method == "balance" and order.amount_due:
         ledger.transfer(f"{key}:paid-from-wallet", "wallet_payment",
                         ledger.buyer_wallet(customer, order.currency),
@@ -457,11 +458,16 @@ def refund_order(order: Order, *, to: str, actor: str, reason: str = "") -> None
 
     if order.status not in ("paid", "awaiting", "failed", "delivered"):
         raise Conflict("Only a paid order can be refunded.")
+    if order.kind == "topup":
+        _refund_topup(order, actor=actor, reason=reason)
+        return
     tenant = db.session.get(Tenant, order.tenant_id)
     customer = db.session.get(Customer, order.customer_id) if order.customer_id else None
     source = order.status
     payment = next((p for p in reversed(order.payments) if p.status == "succeeded"), None)
     wallet = to == "wallet" or order.payment_method == "balance"
+    if to not in ("wallet", "gateway"):
+        raise DomainError("Refund to the wallet or through the gateway.")
     if wallet and customer is None:
         raise DomainError("A guest has no wallet: refund through the payment gateway.")
     if not wallet and payment is None:
@@ -480,6 +486,32 @@ def refund_order(order: Order, *, to: str, actor: str, reason: str = "") -> None
     else:
         _release(order)
     order.needs_staff = False
+    db.session.flush()
+
+
+def _refund_topup(order: Order, *, actor: str, reason: str) -> None:
+    """A wallet top-up goes back through its gateway, and its credit leaves the wallet first
+    (refused when the buyer has spent it)."""
+    from ..payments.service import refund_payment
+
+    payment = next((p for p in reversed(order.payments) if p.status == "succeeded"), None)
+    if payment is None:
+        raise DomainError("This top-up has no gateway payment to refund.")
+    customer = db.session.get(Customer, order.customer_id)
+    source = order.status
+    if not transition(order, "refunded", from_status=source, actor=actor,
+                      note="top-up refunded to the gateway" + (f": {reason}" if reason else "")):
+        raise Conflict("The order changed meanwhile; reload and try again.")
+    try:
+        ledger.transfer(f"order:{order.id}:topup-refund", "wallet_topup_refund",
+                        ledger.buyer_wallet(customer, order.currency),
+                        ledger.get_account("shop_income", currency=order.currency,
+                                           tenant_id=order.tenant_id),
+                        order.amount_due, tenant_id=order.tenant_id, order_id=order.id)
+    except ledger.InsufficientFunds:
+        raise DomainError("The buyer has already spent this top-up; it cannot be refunded "
+                          "in full.") from None
+    refund_payment(order, payment)
     db.session.flush()
 
 
@@ -515,9 +547,11 @@ def orders_of_customer(customer: Customer, limit: int = 100) -> list[Order]:
 
 
 def search_orders(*, status: str = "", query: str = "", needs_staff: bool = False,
-                  limit: int = 200) -> list[Order]:
-    """The bound shop's orders, newest first, for the console."""
+                  limit: int = 200, before_id: int | None = None) -> list[Order]:
+    """The bound shop's orders, newest first (older than `before_id`), for the console."""
     select_orders = select(Order).order_by(Order.id.desc()).limit(limit)
+    if before_id is not None:
+        select_orders = select_orders.where(Order.id < before_id)
     if status:
         select_orders = select_orders.where(Order.status == status)
     if needs_staff:

@@ -42,14 +42,8 @@ platform_bp = platform_blueprint("platform_payments_admin", __name__)
 STATEMENT_LINES = 50
 
 
-def configurable_gateways() -> dict[str, type[Gateway]]:
-    """The gateways an account can be set up for: all but the built-in sandbox."""
-    registry._load_optional_gateways()
-    return {name: kind for name, kind in registry.GATEWAYS.items() if name != "sandbox"}
-
-
 def _gateway_or_404(name: str) -> type[Gateway]:
-    kind = configurable_gateways().get(name)
+    kind = registry.configurable_gateways().get(name)
     if kind is None:
         abort(404)
     return kind
@@ -77,7 +71,7 @@ def _sections(account_of: Callable[[str], PaymentAccount | PlatformPaymentAccoun
               notify_url: Callable[[str], str],
               submitted: tuple[str, object] | None = None) -> list[GatewaySection]:
     sections = []
-    for name, kind in configurable_gateways().items():
+    for name, kind in registry.configurable_gateways().items():
         account = account_of(name)
         shown = registry.masked_credentials(account, kind)
         if submitted is not None and submitted[0] == name:
@@ -184,29 +178,6 @@ def gateway_test(gateway: str):
 # -- the super-admin console: /payments -----------------------------------------------------
 
 
-def _save_platform_credentials(gateway: str, kind: type[Gateway], values: dict, *,
-                               enabled: bool) -> PlatformPaymentAccount:
-    """registry.save_credentials for the platform's account (that one only knows shops):
-    an empty field keeps its stored value; enabling needs every required field."""
-    account = registry.platform_account(gateway)
-    if account is None:
-        account = PlatformPaymentAccount(gateway=gateway, credentials="", enabled=False)
-        db.session.add(account)
-    stored = registry.decrypt_credentials(account.credentials)
-    for spec in kind.credential_fields:
-        new = (values.get(spec.name) or "").strip()
-        if new:
-            stored[spec.name] = new
-    missing = [spec.label for spec in kind.credential_fields
-               if spec.required and not str(stored.get(spec.name) or "").strip()]
-    if enabled and missing:
-        raise DomainError(f"Fill in {', '.join(missing)} before enabling {kind.label}.")
-    account.credentials = registry.encrypt_credentials(stored)
-    account.enabled = enabled
-    db.session.flush()
-    return account
-
-
 def _platform_ledger() -> list[tuple[str, object]]:
     currency = _platform_currency()
     return [(label, ledger.get_account(kind, currency=currency)) for kind, label in (
@@ -248,7 +219,7 @@ def platform_gateway_save(gateway: str):
     form = credentials_form(kind)
     if form.validate_on_submit():
         try:
-            _save_platform_credentials(gateway, kind, form.values(), enabled=form.enabled.data)
+            registry.save_credentials(None, gateway, form.values(), enabled=form.enabled.data)
             record(platform_actor(), "payments.credentials_changed", tenant_id=None,
                    target=f"platform:{gateway}", fields=form.changed_fields(),
                    enabled=form.enabled.data)

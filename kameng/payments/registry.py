@@ -41,7 +41,7 @@ def register(gateway: type[Gateway]) -> type[Gateway]:
     return gateway
 
 
-def _load_optional_gateways() -> None:
+def load_gateways() -> None:
     # Imported for their register() side effect; kept here so the registry is complete
     # wherever it is used.
     from .gateways import epay, stripe_gateway  # noqa: F401
@@ -92,25 +92,50 @@ def ensure_sandbox_account(tenant) -> PaymentAccount:
     return account
 
 
-def save_credentials(tenant, gateway: str, values: dict, *, enabled: bool) -> PaymentAccount:
-    """Store a shop's credentials; a field left empty keeps its stored value (write-only)."""
-    _load_optional_gateways()
-    kind = GATEWAYS.get(gateway)
-    if kind is None or gateway == "sandbox":
+def configurable_gateways() -> dict[str, type[Gateway]]:
+    """The gateways an account can be set up for: all but the built-in sandbox."""
+    load_gateways()
+    return {name: kind for name, kind in GATEWAYS.items() if name != "sandbox"}
+
+
+def method_label(name: str) -> str:
+    """'stripe' -> 'Stripe': the buyer-facing name of a payment method."""
+    if name == BALANCE:
+        return "Wallet balance"
+    load_gateways()
+    kind = GATEWAYS.get(name)
+    return kind.label if kind is not None else name
+
+
+def save_credentials(tenant, gateway: str, values: dict, *, enabled: bool
+                     ) -> PaymentAccount | PlatformPaymentAccount:
+    """Store a shop's credentials (the platform's when `tenant` is None); a field left empty
+    keeps its stored value (write-only); enabling needs every required field."""
+    kind = configurable_gateways().get(gateway)
+    if kind is None:
         raise DomainError("Unknown payment gateway.", field="gateway")
-    account = shop_account(gateway)
-    if account is None:
-        account = PaymentAccount(tenant_id=tenant.id, gateway=gateway, credentials="")
-        db.session.add(account)
+    if tenant is None:
+        account = platform_account(gateway)
+        if account is None:
+            account = PlatformPaymentAccount(gateway=gateway, credentials="", enabled=False)
+            db.session.add(account)
+    else:
+        account = shop_account(gateway)
+        if account is None:
+            account = PaymentAccount(tenant_id=tenant.id, gateway=gateway, credentials="")
+            db.session.add(account)
     stored = decrypt_credentials(account.credentials)
     for spec in kind.credential_fields:
         new = (values.get(spec.name) or "").strip()
-        if new:
+        if new or not spec.secret:  # an empty secret keeps the stored one; others clear
             stored[spec.name] = new
     if enabled and not _complete(kind, stored):
         missing = [f.label for f in kind.credential_fields
                    if f.required and not str(stored.get(f.name) or "").strip()]
         raise DomainError(f"Fill in {', '.join(missing)} before enabling {kind.label}.")
+    if enabled:
+        kind(stored, owner="platform" if tenant is None else "shop",
+             tenant_id=tenant.id if tenant else None).check_credentials()
     account.credentials = encrypt_credentials(stored)
     account.enabled = enabled
     db.session.flush()
@@ -135,7 +160,7 @@ def masked_credentials(account: PaymentAccount | PlatformPaymentAccount | None,
 
 def available_methods(tenant, customer=None) -> list[Method]:
     """The payment methods a buyer of `tenant` can choose from, in display order."""
-    _load_optional_gateways()
+    load_gateways()
     methods = []
     allow_platform = (tenant.settings or {}).get("platform_payments", True)
     for name, kind in GATEWAYS.items():
@@ -168,7 +193,7 @@ def method_available(tenant, name: str, customer=None) -> Method:
 
 def gateway_for(tenant, name: str, owner: str) -> Gateway:
     """`name` bound to the shop's or the platform's credentials."""
-    _load_optional_gateways()
+    load_gateways()
     kind = GATEWAYS.get(name)
     if kind is None:
         raise DomainError("Unknown payment gateway.")

@@ -12,7 +12,7 @@ from ..storefront.views import render_shop
 from ..tenants.hosts import current_tenant
 from ..workers.outbox import after_payment
 from .models import Payment
-from .registry import gateway_for, sandbox_allowed
+from .registry import GATEWAYS, gateway_for, load_gateways, sandbox_allowed
 from .service import receive_notification
 
 bp = Blueprint("payments", __name__)
@@ -59,15 +59,28 @@ def sandbox_submit(reference: str):
     return redirect(_return_to())
 
 
-@bp.post("/pay/notify/<gateway>")
+def _notified(tenant, gateway: str, owner: str):
+    """Hand one notification (POST body/form, or GET query for gateways that notify by GET)
+    to the payments service, then start the delivery it paid for."""
+    if request.method == "GET":
+        kind = GATEWAYS.get(gateway)
+        if kind is None or not kind.notify_by_get:
+            abort(405)
+        body, form = b"", request.args
+    else:
+        body, form = request.get_data(cache=True), request.form
+    outcome = receive_notification(tenant, gateway, owner=owner, body=body,
+                                   headers=request.headers, form=form)
+    after_payment(outcome.order_id)
+    return outcome.body, outcome.status_code, {**outcome.headers, "Cache-Control": "no-store"}
+
+
+@bp.route("/pay/notify/<gateway>", methods=["GET", "POST"])
 @csrf.exempt
 def notify(gateway: str):
     """A gateway's server-to-server notification for a payment to this shop's own account."""
-    outcome = receive_notification(current_tenant(), gateway, owner="shop",
-                                   body=request.get_data(cache=True), headers=request.headers,
-                                   form=request.form)
-    after_payment(outcome.order_id)
-    return outcome.body, outcome.status_code, outcome.headers
+    load_gateways()
+    return _notified(current_tenant(), gateway, "shop")
 
 
 # The platform's notify URL lives on the bare platform domain (no shop host): the verified
@@ -75,13 +88,10 @@ def notify(gateway: str):
 platform_bp = Blueprint("platform_payments", __name__)
 
 
-@platform_bp.post("/pay/platform/notify/<gateway>")
+@platform_bp.route("/pay/platform/notify/<gateway>", methods=["GET", "POST"])
 @csrf.exempt
 def platform_notify(gateway: str):
-    outcome = receive_notification(None, gateway, owner="platform",
-                                   body=request.get_data(cache=True), headers=request.headers,
-                                   form=request.form)
-    after_payment(outcome.order_id)
-    return outcome.body, outcome.status_code, outcome.headers
+    load_gateways()
+    return _notified(None, gateway, "platform")
 
 

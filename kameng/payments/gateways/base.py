@@ -74,6 +74,8 @@ class Gateway:
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
+    # Whether the gateway may call its notify URL with GET and query parameters.
+    notify_by_get: ClassVar[bool] = False
 
     def __init__(self, credentials: dict, *, owner: str, tenant_id: int | None):
         self.credentials = credentials
@@ -85,6 +87,10 @@ class Gateway:
         missing = [n for n in names if not str(self.credentials.get(n) or "").strip()]
         if missing:
             raise InvalidNotification(f"{self.label} is not configured ({', '.join(missing)}).")
+
+    def check_credentials(self) -> None:
+        """Refuse credentials that cannot work (a DomainError naming the field) when they are
+        saved, not at a buyer's checkout. Called only for enabled accounts."""
 
     def start(self, order, payment, urls: ReturnUrls) -> PaymentStart:
         raise NotImplementedError

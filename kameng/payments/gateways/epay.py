@@ -123,8 +123,17 @@ class EpayGateway(Gateway):
                         secret=False, required=False),
     )
     timeout = 5.0  # seconds for each call to the EPay server (connect, and the whole answer)
+    # Many EPay servers call notify_url with GET and the parameters in the query string; a
+    # notify route may hand request.args to verify_notification as `form` for this gateway.
+    notify_by_get = True
 
     # -- settings ---------------------------------------------------------------------------
+
+    def check_credentials(self) -> None:
+        self.base_url()
+        self.pay_type  # noqa: B018 - raises for an unknown payment type
+        if self._setting("mode").lower() not in ("", "redirect", "mapi"):
+            raise GatewayError("Mode is either redirect or mapi.")
 
     def _setting(self, name: str) -> str:
         return str(self.credentials.get(name) or "").strip()
