@@ -59,9 +59,12 @@ with app.app_context():
     with tenant_scope(tenant.id):
         product = create_product(tenant, name="Bench card", price=100, delivery_kind="card")
         import_codes(product, (f"BENCH-{n:08d}" for n in range(count)), actor=Actor.system())
+        # the minimal endpoint claims codes of its own product, from a stock of the same size
+        minimal = create_product(tenant, name="Minimal card", price=100, delivery_kind="card")
+        import_codes(minimal, (f"MIN-{n:08d}" for n in range(count)), actor=Actor.system())
         secret = decrypt_credentials(ensure_sandbox_account(tenant).credentials)["secret"]
     db.session.commit()
-    print(tenant.id, product.id, secret)
+    print(tenant.id, product.id, minimal.id, secret)
 """
 
 MINIMAL_APP = r'''
@@ -85,9 +88,10 @@ def order():
                               "e": request.form.get("email", "")}).scalar_one()
         claimed = c.execute(text(
             "UPDATE card_codes SET status = 'reserved', order_id = :o WHERE id = ("
-            "SELECT id FROM card_codes WHERE product_id = :p AND status = 'available' "
-            "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"),
-            {"o": order_id, "p": int(os.environ["MINIMAL_PRODUCT"])}).rowcount
+            "SELECT id FROM card_codes WHERE tenant_id = :t AND product_id = :p "
+            "AND status = 'available' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"),
+            {"o": order_id, "t": int(os.environ["MINIMAL_TENANT"]),
+             "p": int(os.environ["MINIMAL_PRODUCT"])}).rowcount
     return ("ok" if claimed else "sold out"), (200 if claimed else 409)
 '''
 
@@ -193,7 +197,7 @@ def main() -> None:
     try:
         subprocess.run([PY, "-m", "kameng", "db", "upgrade"], env=env, cwd=ROOT, check=True,
                        capture_output=True)
-        tenant_id, product_id, secret = subprocess.run(
+        tenant_id, product_id, minimal_product_id, secret = subprocess.run(
             [PY, "-c", SETUP, str(CODES)], env=env, cwd=ROOT, check=True, capture_output=True,
             text=True).stdout.split()
         host = "bench.localhost"
@@ -201,7 +205,7 @@ def main() -> None:
         # -- the minimal endpoint ------------------------------------------------------------
         (workdir / "minimal_app.py").write_text(MINIMAL_APP)
         minimal_env = {**env, "MINIMAL_DB": url.replace("postgresql://", "postgresql+psycopg://"),
-                       "MINIMAL_TENANT": tenant_id, "MINIMAL_PRODUCT": product_id}
+                       "MINIMAL_TENANT": tenant_id, "MINIMAL_PRODUCT": minimal_product_id}
         minimal = Server("minimal_app:app", minimal_env, args.workers, workdir)
         servers.append(minimal)
 

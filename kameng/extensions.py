@@ -25,7 +25,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)  # the database: models and the request-scoped session
+# The database: models and the request-scoped session. Objects keep their loaded values
+# after a commit (no reload query per attribute); code that needs fresh rows expires them.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()  # Alembic migrations under migrations/, driven by `kameng db ...`
 login = LoginManager()  # sessions of super-admins, shop staff and buyers
 csrf = CSRFProtect()  # a CSRF token on every form and every unsafe request

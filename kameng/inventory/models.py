@@ -52,7 +52,8 @@ class CardCode(CodeColumns, TenantScoped, db.Model):
     tenant_via_parent = True
     __table_args__ = (
         UniqueConstraint("tenant_id", "product_id", "fingerprint"),
-        Index("ix_card_codes_stock", "tenant_id", "product_id", "status"),
+        # Stock counts, and the oldest available code first (ORDER BY id LIMIT n) without a sort.
+        Index("ix_card_codes_stock", "tenant_id", "product_id", "status", "id"),
         Index("ix_card_codes_order", "order_id", postgresql_where=text("order_id IS NOT NULL"),
               sqlite_where=text("order_id IS NOT NULL")),
         CheckConstraint("status IN ('available', 'reserved', 'sold', 'void')", name="status"),
@@ -69,7 +70,7 @@ class SupplyCode(CodeColumns, db.Model):
     __tablename__ = "supply_codes"
     __table_args__ = (
         UniqueConstraint("product_id", "fingerprint"),
-        Index("ix_supply_codes_stock", "product_id", "status"),
+        Index("ix_supply_codes_stock", "product_id", "status", "id"),
         Index("ix_supply_codes_order", "order_id", postgresql_where=text("order_id IS NOT NULL"),
               sqlite_where=text("order_id IS NOT NULL")),
         CheckConstraint("status IN ('available', 'reserved', 'sold', 'void')", name="status"),

@@ -84,13 +84,14 @@ class Placed:
 
 
 def _open_orders(tenant_id: int, *, customer: Customer | None, email: str, ip: str):
-    now = datetime.now(UTC)
-    base = select(func.count()).select_from(Order).where(
-        Order.status == "pending", Order.expires_at > now)
+    """(open orders of this buyer, open orders from this address), in one query."""
     buyer = Order.customer_id == customer.id if customer else Order.email == email
-    by_buyer = db.session.scalar(base.where(buyer))
-    by_ip = db.session.scalar(base.where(Order.ip == ip)) if ip else 0
-    return by_buyer, by_ip
+    by_buyer, by_ip = db.session.execute(
+        select(func.count().filter(buyer), func.count().filter(Order.ip == ip))
+        .where(Order.status == "pending", Order.expires_at > datetime.now(UTC),
+               or_(buyer, Order.ip == ip))
+    ).one()
+    return by_buyer, (by_ip if ip else 0)
 
 
 def _check_coupon_use(coupon: Coupon, *, customer: Customer | None, email: str) -> None:

@@ -13,7 +13,7 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 from sqlalchemy import select
 
 from ..errors import DomainError
@@ -158,28 +158,39 @@ def masked_credentials(account: PaymentAccount | PlatformPaymentAccount | None,
     return shown
 
 
-def available_methods(tenant, customer=None) -> list[Method]:
-    """The payment methods a buyer of `tenant` can choose from, in display order."""
+def _gateway_methods(tenant) -> list[Method]:
+    """The gateways `tenant` offers (two queries: the shop's accounts, the platform's)."""
     load_gateways()
+    shop_accounts = {a.gateway: a for a in db.session.scalars(select(PaymentAccount))}
+    platform_accounts = {}
+    if (tenant.settings or {}).get("platform_payments", True):
+        platform_accounts = {a.gateway: a for a in db.session.scalars(
+            select(PlatformPaymentAccount).where(PlatformPaymentAccount.enabled.is_(True)))}
     methods = []
-    allow_platform = (tenant.settings or {}).get("platform_payments", True)
     for name, kind in GATEWAYS.items():
         if name == "sandbox":
             if sandbox_allowed(tenant):
                 methods.append(Method(name, kind.label, "shop"))
             continue
-        account = shop_account(name)
-        if account is not None and account.enabled and _complete(
-                kind, decrypt_credentials(account.credentials)):
-            methods.append(Method(name, kind.label, "shop"))
-            continue
-        platform = platform_account(name) if allow_platform else None
-        if platform is not None and platform.enabled and _complete(
-                kind, decrypt_credentials(platform.credentials)):
-            methods.append(Method(name, kind.label, "platform"))
-    if customer is not None and getattr(customer, "is_authenticated", False):
-        methods.append(Method(BALANCE, "Wallet balance", "shop"))
+        for owner, account in (("shop", shop_accounts.get(name)),
+                               ("platform", platform_accounts.get(name))):
+            if account is not None and account.enabled and _complete(
+                    kind, decrypt_credentials(account.credentials)):
+                methods.append(Method(name, kind.label, owner))
+                break
     return methods
+
+
+def available_methods(tenant, customer=None) -> list[Method]:
+    """The payment methods a buyer of `tenant` can choose from, in display order (worked out
+    once per request)."""
+    cache = g.setdefault("_kameng_methods", {}) if has_request_context() else {}
+    methods = cache.get(tenant.id)
+    if methods is None:
+        methods = cache[tenant.id] = _gateway_methods(tenant)
+    if customer is not None and getattr(customer, "is_authenticated", False):
+        return [*methods, Method(BALANCE, "Wallet balance", "shop")]
+    return list(methods)
 
 
 def method_available(tenant, name: str, customer=None) -> Method:

@@ -125,9 +125,10 @@ def receive_notification(tenant: Tenant | None, gateway_name: str, *, owner: str
         if problem:
             db.session.rollback()
             return _refuse(problem, gateway_name)
-        db.session.add(PaymentNotification(
-            gateway=gateway_name, event_id=event.event_id, tenant_id=shop_id,
-            payment_id=payment.id, status=event.status))
+        record = PaymentNotification(gateway=gateway_name, event_id=event.event_id,
+                                     tenant_id=shop_id, payment_id=payment.id,
+                                     status=event.status)
+        db.session.add(record)
         try:
             db.session.flush()
         except IntegrityError:  # seen before (a retry or a replay): acknowledge, change nothing
@@ -153,10 +154,7 @@ def receive_notification(tenant: Tenant | None, gateway_name: str, *, owner: str
             note(order, f"Payment {payment.reference} failed at {gateway_name}")
         elif event.status == "refunded":
             note(order, f"The gateway reports payment {payment.reference} refunded")
-        outcome = db.session.scalar(select(PaymentNotification).where(
-            PaymentNotification.gateway == gateway_name,
-            PaymentNotification.event_id == event.event_id))
-        outcome.outcome = "paid the order" if paid_now else f"recorded ({event.status})"
+        record.outcome = "paid the order" if paid_now else f"recorded ({event.status})"
         db.session.commit()
     body, status, response_headers = gateway.acknowledge()
     return NotifyOutcome(status, body, response_headers, order.id if paid_now else None)

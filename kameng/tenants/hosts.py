@@ -122,11 +122,14 @@ class HostResolver:
 
     @staticmethod
     def _lookup(host: str) -> int | None:
-        return db.session.scalar(
-            select(Domain.tenant_id).where(
-                Domain.host == host, or_(Domain.kind == "subdomain", Domain.verified)
+        from .scoping import platform_scope
+
+        with platform_scope():  # host resolution runs before any shop is known
+            return db.session.scalar(
+                select(Domain.tenant_id).where(
+                    Domain.host == host, or_(Domain.kind == "subdomain", Domain.verified)
+                )
             )
-        )
 
 
 def resolver(app: Flask | None = None) -> HostResolver:
@@ -154,8 +157,11 @@ def current_tenant() -> Tenant:
     """The shop of the current request (read fresh once per request, on shop hosts only)."""
     tenant = g.get("_kameng_tenant")
     if tenant is None:
+        from .scoping import platform_scope
+
         tenant_id = current_site().tenant_id
-        tenant = db.session.get(Tenant, tenant_id) if tenant_id is not None else None
+        with platform_scope():  # the tenants table itself is the platform's
+            tenant = db.session.get(Tenant, tenant_id) if tenant_id is not None else None
         if tenant is None:
             raise LookupError("no shop for this request")
         g._kameng_tenant = tenant

@@ -186,7 +186,7 @@ def upgrade():
     sa.UniqueConstraint('product_id', 'fingerprint', name=op.f('uq_supply_codes_product_id_fingerprint'))
     )
     with op.batch_alter_table('supply_codes', schema=None) as batch_op:
-        batch_op.create_index('ix_supply_codes_stock', ['product_id', 'status'], unique=False)
+        batch_op.create_index('ix_supply_codes_stock', ['product_id', 'status', 'id'], unique=False)
 
     op.create_table('bulk_prices',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -222,7 +222,7 @@ def upgrade():
     sa.UniqueConstraint('tenant_id', 'product_id', 'fingerprint', name=op.f('uq_card_codes_tenant_id_product_id_fingerprint'))
     )
     with op.batch_alter_table('card_codes', schema=None) as batch_op:
-        batch_op.create_index('ix_card_codes_stock', ['tenant_id', 'product_id', 'status'], unique=False)
+        batch_op.create_index('ix_card_codes_stock', ['tenant_id', 'product_id', 'status', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_card_codes_tenant_id'), ['tenant_id'], unique=False)
 
     op.create_table('coupons',
