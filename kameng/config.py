@@ -131,7 +131,23 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         "PLATFORM_FEE_BP": _int(env, "PLATFORM_FEE_PERCENT_BP", 200),
         # How a paid order reaches delivery: "inline" (right after the commit, in the request)
         # or "queue" (an RQ worker).
-        "DELIVERY_MODE": env.get("DELIVERY_MODE") or "inline",
+        "DELIVERY_MODE": env.get("DELIVERY_MODE") or ("queue" if redis_url else "inline"),
+        # Queue work: how long a paid order may wait before the reconciler re-enqueues it, and
+        # how long a delivery may take before it counts as stuck (seconds).
+        "RECONCILE_GRACE": _int(env, "RECONCILE_GRACE", 30, minimum=1),
+        "DELIVERY_STUCK_AFTER": _int(env, "DELIVERY_STUCK_AFTER", 300, minimum=10),
+        # A test hook: pause this many seconds inside a card delivery, after taking the codes
+        # and before committing, so a test can kill the worker there. Never set in production.
+        "FAULT_PAUSE_AFTER_CODES": float(env.get("KAMENG_FAULT_PAUSE_AFTER_CODES") or 0),
+        "FAULT_MARKER": env.get("KAMENG_FAULT_MARKER") or "",
+        # Mail: SMTP when MAIL_SERVER is set; otherwise mails are kept for the consoles.
+        "MAIL_SERVER": env.get("MAIL_SERVER") or None,
+        "MAIL_PORT": _int(env, "MAIL_PORT", 587),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
+        "MAIL_USE_TLS": (env.get("MAIL_USE_TLS") or "1") == "1",
+        "MAIL_USE_SSL": (env.get("MAIL_USE_SSL") or "0") == "1",
+        "MAIL_FROM": env.get("MAIL_FROM") or f"Kameng <no-reply@{platform_domain}>",
         # Stripe's API base (None: Stripe itself); tests point it at a local fake.
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or None,
         # Seconds a signed payment notification stays valid (replays of older ones are refused).

@@ -12,8 +12,10 @@ from .catalog.models import (  # noqa: F401
     SupplyCategory,
     SupplyProduct,
 )
+from .delivery.models import Supplier  # noqa: F401
 from .inventory.models import CardCode, SupplyCode  # noqa: F401
 from .ledger.models import LedgerAccount, LedgerHold, LedgerPosting, LedgerTransaction  # noqa: F401
+from .mail.models import MailMessage  # noqa: F401
 from .members.models import Customer  # noqa: F401
 from .merchant.models import ShopNotice, StaffUser  # noqa: F401
 from .orders.models import Order, OrderEvent, OrderLine  # noqa: F401
@@ -26,4 +28,5 @@ from .payments.models import (  # noqa: F401
 from .security.crypto import PlatformSecret  # noqa: F401
 from .superadmin.models import PlatformUser  # noqa: F401
 from .tenants.models import Domain, Tenant  # noqa: F401
+from .webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: F401
 from .workers.models import Outbox  # noqa: F401

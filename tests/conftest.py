@@ -76,6 +76,8 @@ def app(database_url_for_tests) -> Iterator[Flask]:
             "REDIS_URL": redis_url,
             "RATELIMIT_STORAGE_URI": redis_url or "memory://",
             "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"kameng-test-{uuid.uuid4().hex}"},
+            # Paid orders are delivered in the request; queue tests switch to "queue".
+            "DELIVERY_MODE": "inline",
         }
     )
     from flask_migrate import upgrade

@@ -63,6 +63,12 @@ class ProductDetails:
     image_type: Mapped[str | None] = mapped_column(String(32))
     image_version: Mapped[int] = mapped_column(Integer, default=0)
     low_stock_threshold: Mapped[int] = mapped_column(Integer, default=0)
+    # When the last low-stock alert went out (cleared when stock is back above the threshold).
+    low_stock_alerted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Direct top-up: the upstream supplier to buy from, and the product's code there.
+    supplier_id: Mapped[int | None] = mapped_column(
+        ForeignKey("suppliers.id", ondelete="SET NULL"))
+    supplier_product: Mapped[str] = mapped_column(String(120), default="", server_default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = mapped_column(

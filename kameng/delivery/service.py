@@ -9,7 +9,10 @@ once, delivers once. Workers pass ids, never objects; the job binds the order's 
 from __future__ import annotations
 
 import logging
+import os
+import time
 
+from flask import current_app
 from sqlalchemy import select
 
 from ..catalog.models import Product
@@ -19,6 +22,7 @@ from ..extensions import db
 from ..inventory import service as inventory
 from ..ledger import service as ledger
 from ..merchant.models import ShopNotice
+from ..orders import events
 from ..orders.models import Order, OrderLine
 from ..orders.states import note, transition
 from ..rows import row_by_id
@@ -48,7 +52,20 @@ def _deliver_card(order: Order, line: OrderLine) -> str:
     have = inventory.sell_codes(product, line.qty, order_id=order.id, line_id=line.id)
     if have < line.qty:
         raise DeliveryProblem(f"only {have} of {line.qty} codes of '{line.title}' are in stock")
+    _fault_pause()
     return "delivered"
+
+
+def _fault_pause() -> None:
+    """Test hook (FAULT_PAUSE_AFTER_CODES): stop between taking the codes and the commit, so
+    a test can kill the worker exactly there. Off unless the setting is given."""
+    pause = current_app.config.get("FAULT_PAUSE_AFTER_CODES") or 0
+    if pause:
+        marker = current_app.config.get("FAULT_MARKER")
+        if marker:
+            with open(marker, "a") as handle:
+                handle.write(f"{os.getpid()}\n")
+        time.sleep(pause)
 
 
 def _deliver_text(order: Order, line: OrderLine) -> str:
@@ -64,11 +81,19 @@ def _await_staff(order: Order, line: OrderLine) -> str:
     return "awaiting"
 
 
+def _deliver_topup(order: Order, line: OrderLine) -> str:
+    """Buy it from the product's upstream supplier: "delivered", or "awaiting" while the
+    supplier is still working on it (a poll job follows)."""
+    from .topup import deliver_topup
+
+    return deliver_topup(order, line)
+
+
 STRATEGIES = {
     "card": _deliver_card,
     "text": _deliver_text,
     "manual": _await_staff,
-    "topup": _await_staff,  # direct top-up through an upstream supplier arrives with the queue
+    "topup": _deliver_topup,
 }
 
 
@@ -79,7 +104,8 @@ def deliver_order(order_id: int) -> str:
     if tenant_id is None:
         return "missing"
     with tenant_scope(tenant_id):
-        order = db.session.get(Order, order_id)
+        # One delivery of an order at a time (a retried job and the reconciler may overlap).
+        order = db.session.scalar(select(Order).where(Order.id == order_id).with_for_update())
         if order.status == "paid":
             if not transition(order, "delivering", from_status="paid"):
                 db.session.rollback()
@@ -93,29 +119,35 @@ def deliver_order(order_id: int) -> str:
                 outcomes = ["delivered"]
         except DeliveryProblem as problem:
             db.session.rollback()
-            return _fail(order_id, str(problem))
+            return fail_delivery(order_id, str(problem))
         if all(outcome == "delivered" for outcome in outcomes):
             _capture_supply_cost(order)
             transition(order, "delivered", from_status="delivering")
+            events.order_delivered(order)
         else:
             transition(order, "awaiting", from_status="delivering")
-            db.session.add(ShopNotice(
-                tenant_id=order.tenant_id, kind="fulfil",
-                message=f"Order {order.number} is paid and waits for you to fulfil it."))
+            if any(line.delivery_kind == "manual" for line in order.lines):
+                db.session.add(ShopNotice(
+                    tenant_id=order.tenant_id, kind="fulfil",
+                    message=f"Order {order.number} is paid and waits for you to fulfil it."))
+                events.order_awaiting(order)
         db.session.commit()
         return order.status
 
 
-def _fail(order_id: int, reason: str) -> str:
-    """Record a failed delivery in a fresh transaction (the attempt was rolled back)."""
+def fail_delivery(order_id: int, reason: str) -> str:
+    """Record a failed delivery for staff, in a fresh transaction (the attempt was rolled
+    back): from delivering, or from awaiting (a top-up the supplier gave up on)."""
     order = db.session.get(Order, order_id)
     if order.status == "paid":
         transition(order, "delivering", from_status="paid")
-    if transition(order, "failed", from_status="delivering", note=f"delivery failed: {reason}"):
+    if order.status in ("delivering", "awaiting") and transition(
+            order, "failed", note=f"delivery failed: {reason}"):
         order.needs_staff = True
         order.staff_reason = f"Delivery failed: {reason}."
         db.session.add(ShopNotice(tenant_id=order.tenant_id, kind="delivery_failed",
                                   message=f"Order {order.number}: delivery failed ({reason})."))
+        events.order_failed(order, reason)
     db.session.commit()
     log.warning("order %s: delivery failed: %s", order.number, reason)
     return order.status
@@ -138,6 +170,7 @@ def fulfil_order(order: Order, contents: dict[int, str], *, actor: str) -> None:
     order.needs_staff = False
     order.staff_reason = ""
     note(order, "Content entered by staff", actor=actor)
+    events.order_delivered(order)
     db.session.flush()
 
 

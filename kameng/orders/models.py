@@ -56,6 +56,8 @@ class Order(TenantScoped, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(24))  # shown to people
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)  # of the link token
+    # The link token itself, encrypted: only to put the order link in the buyer's mail.
+    token_cipher: Mapped[bytes | None] = mapped_column(LargeBinary)
     kind: Mapped[str] = mapped_column(String(12), default="purchase")
     status: Mapped[str] = mapped_column(String(12), default="pending")
     customer_id: Mapped[int | None] = mapped_column(
@@ -113,6 +115,10 @@ class OrderLine(TenantScoped, db.Model):
     buyer_input: Mapped[dict] = mapped_column(JSON, default=dict)
     # Delivered content that is not a card code (fixed content, manual fulfilment), encrypted.
     content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Direct top-up: the upstream order (our idempotency key is the line id) and its state.
+    upstream_ref: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    upstream_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    upstream_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     order: Mapped[Order] = relationship(back_populates="lines")
 

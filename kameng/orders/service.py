@@ -29,9 +29,11 @@ from ..merchant.models import ShopNotice
 from ..money import apply_percent, format_money
 from ..rows import row_by_id
 from ..security.auth import check_email
+from ..security.crypto import keyring
 from ..tenants.models import Tenant
 from ..tenants.scoping import platform_scope, tenant_scope
-from ..workers.models import Outbox
+from ..workers import outbox
+from . import events
 from .models import Order, OrderLine
 from .states import SALE_STATUSES, note, transition
 
@@ -47,6 +49,11 @@ def points_settings(tenant: Tenant) -> dict:
 def _token() -> tuple[str, bytes]:
     token = secrets.token_urlsafe(24)  # 192 bits
     return token, hash_token(token)
+
+
+def order_link_token(order: Order) -> str | None:
+    """The order's link token (for the buyer's mails), decrypted."""
+    return keyring().decrypt(order.token_cipher) if order.token_cipher else None
 
 
 def hash_token(token: str) -> bytes:
@@ -161,7 +168,8 @@ def checkout(tenant: Tenant, request: CheckoutRequest) -> Placed:
     token, token_hash = _token()
     now = datetime.now(UTC)
     order = Order(
-        tenant_id=tenant.id, number=_new_number(), token_hash=token_hash, kind="purchase",
+        tenant_id=tenant.id, number=_new_number(), token_hash=token_hash,
+        token_cipher=keyring().encrypt(token), kind="purchase",
         status="pending", customer_id=request.customer.id if request.customer else None,
         email=email, currency=priced.currency, subtotal=priced.subtotal,
         coupon_discount=priced.coupon, total=priced.total, points_used=points,
@@ -280,8 +288,8 @@ def mark_paid(order: Order, *, payment=None, actor: str = "system", note_text: s
     if late_problem is not None:
         _late_payment_without_stock(tenant, order, customer, late_problem)
     if order.status == "paid":  # to delivery (a late payment credited to a wallet is done)
-        db.session.add(Outbox(topic="order.paid", tenant_id=order.tenant_id, order_id=order.id,
-                              payload={"order_id": order.id}))
+        outbox.add("order.paid", tenant_id=order.tenant_id, order_id=order.id)
+        events.order_paid(order)
     db.session.flush()
     return True
 
@@ -348,7 +356,8 @@ def create_topup(tenant: Tenant, customer: Customer, amount: int, method: str, i
                        "expire, then try again.")
     token, token_hash = _token()
     order = Order(
-        tenant_id=tenant.id, number=_new_number(), token_hash=token_hash, kind="topup",
+        tenant_id=tenant.id, number=_new_number(), token_hash=token_hash,
+        token_cipher=keyring().encrypt(token), kind="topup",
         status="pending", customer_id=customer.id, email=customer.email,
         currency=tenant.currency, subtotal=amount, coupon_discount=0, total=amount,
         points_used=0, points_value=0, amount_due=amount, cost_total=0, payment_method=method,

@@ -1,9 +1,14 @@
-"""The outbox relay: hands work written by a commit (a paid order) to delivery.
+"""The outbox relay: hands work written by a commit to the queue (or, in inline mode, does it).
 
-`mark_paid` writes an `order.paid` row in the same transaction as the payment. With
-DELIVERY_MODE=inline the request that committed it delivers right away; otherwise the
-relay enqueues it. A row is marked processed only after its work is done, so a crash in
-between leaves the row for the next relay run: nothing is lost.
+Changes that need follow-up work — a paid order to deliver, a mail to send, a webhook to
+call — write an outbox row in the same transaction. The relay turns each row into a job and
+marks it processed only then, so a crash or a Redis outage between the commit and the queue
+leaves the row for the next relay run: nothing is lost. Jobs are idempotent, so a row relayed
+twice does no harm.
+
+DELIVERY_MODE=queue (with Redis): the request that paid an order enqueues its delivery at once
+and the ticker relays the rest every few seconds. DELIVERY_MODE=inline (no Redis: tests,
+quick local runs): the request does the work itself right after its commit.
 """
 
 from __future__ import annotations
@@ -14,69 +19,109 @@ from datetime import UTC, datetime
 from flask import current_app
 from sqlalchemy import select, update
 
-from ..delivery.service import deliver_order
 from ..extensions import db
 from ..tenants.scoping import platform_scope
 from .models import Outbox
 
 log = logging.getLogger(__name__)
 
+# topic -> (job name, payload key holding the id it works on)
+TOPICS = {
+    "order.paid": ("deliver", "order_id"),
+    "mail.send": ("send_mail", "message_id"),
+    "webhook.deliver": ("send_webhook", "delivery_id"),
+}
 
-def _done(row_ids: list[int]) -> None:
+
+def add(topic: str, *, tenant_id: int | None, **payload) -> Outbox:
+    """Write work to do after the commit, in the caller's transaction."""
+    if topic not in TOPICS:
+        raise ValueError(f"unknown outbox topic {topic!r}")
+    row = Outbox(topic=topic, tenant_id=tenant_id, order_id=payload.get("order_id"),
+                 payload=payload)
+    db.session.add(row)
+    return row
+
+
+def _inline(job: str, ident: int) -> None:
+    """Do a job's work in this process (inline mode)."""
+    if job == "deliver":
+        from ..delivery.service import deliver_order
+
+        deliver_order(ident)
+    elif job == "send_mail":
+        from ..mail.service import deliver_message
+
+        deliver_message(ident)
+    elif job == "send_webhook":
+        from ..webhooks.service import deliver_webhook
+
+        deliver_webhook(ident)
+
+
+def _queue_mode() -> bool:
+    return current_app.config["DELIVERY_MODE"] == "queue"
+
+
+def _mark(row_ids: list[int], error: str = "") -> None:
     with platform_scope():
-        db.session.execute(
-            update(Outbox).where(Outbox.id.in_(row_ids))
-            .values(processed_at=datetime.now(UTC))
-            .execution_options(synchronize_session=False))
+        if error:
+            db.session.execute(update(Outbox).where(Outbox.id.in_(row_ids)).values(
+                attempts=Outbox.attempts + 1, last_error=error[:2000]))
+        else:
+            db.session.execute(update(Outbox).where(Outbox.id.in_(row_ids)).values(
+                processed_at=datetime.now(UTC), attempts=Outbox.attempts + 1))
         db.session.commit()
 
 
-def deliver_now(order_id: int) -> str:
-    """Deliver a just-paid order in this process and close its outbox rows."""
-    status = deliver_order(order_id)
+def relay(limit: int = 500) -> int:
+    """Hand every waiting outbox row to its job; returns how many were handled."""
+    from .queues import enqueue
+
     with platform_scope():
-        ids = list(db.session.scalars(select(Outbox.id).where(
-            Outbox.order_id == order_id, Outbox.topic == "order.paid",
-            Outbox.processed_at.is_(None))))
-    if ids:
-        _done(ids)
-    return status
+        query = (select(Outbox.id, Outbox.topic, Outbox.payload)
+                 .where(Outbox.processed_at.is_(None)).order_by(Outbox.id).limit(limit))
+        rows = db.session.execute(query).all()
+    db.session.rollback()
+    handled = 0
+    for row_id, topic, payload in rows:
+        job, key = TOPICS[topic]
+        try:
+            if _queue_mode():
+                enqueue(job, payload[key])
+            else:
+                _inline(job, payload[key])
+        except Exception as error:  # the row stays; the next relay run tries again
+            db.session.rollback()
+            log.warning("outbox row %s (%s) not handled: %s", row_id, topic, error)
+            _mark([row_id], error=str(error) or type(error).__name__)
+            if _queue_mode():
+                break  # the queue is down: keep the order of the rest for the next run
+            continue
+        _mark([row_id])
+        handled += 1
+    return handled
 
 
 def after_payment(order_id: int | None) -> None:
-    """Called after the commit that paid an order: start its delivery."""
+    """Called after the commit that paid an order: start its delivery now."""
     if order_id is None:
         return
-    if current_app.config["DELIVERY_MODE"] == "inline":
-        try:
-            deliver_now(order_id)
-        except Exception:  # the outbox row stays: `kameng outbox relay` picks it up
-            db.session.rollback()
-            log.exception("inline delivery of order %s failed; left in the outbox", order_id)
+    try:
+        if _queue_mode():
+            from .queues import enqueue
 
-
-def relay(limit: int = 200) -> int:
-    """Process waiting outbox rows (oldest first); returns how many were handled."""
-    with platform_scope():
-        query = (select(Outbox).where(Outbox.processed_at.is_(None))
-                 .order_by(Outbox.id).limit(limit))
-        if db.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        rows = [(row.id, row.topic, row.order_id) for row in db.session.scalars(query)]
-        db.session.commit()
-    handled = 0
-    for row_id, topic, order_id in rows:
-        try:
-            if topic == "order.paid" and order_id is not None:
-                deliver_order(order_id)
-        except Exception as error:
-            db.session.rollback()
-            log.exception("outbox row %s failed", row_id)
+            enqueue("deliver", order_id)
             with platform_scope():
-                db.session.execute(update(Outbox).where(Outbox.id == row_id).values(
-                    attempts=Outbox.attempts + 1, last_error=str(error)[:2000]))
-                db.session.commit()
-            continue
-        _done([row_id])
-        handled += 1
-    return handled
+                ids = list(db.session.scalars(select(Outbox.id).where(
+                    Outbox.order_id == order_id, Outbox.topic == "order.paid",
+                    Outbox.processed_at.is_(None))))
+            if ids:
+                _mark(ids)
+        else:  # deliver, then send what delivering produced (mails, webhooks)
+            for _ in range(5):
+                if not relay():
+                    break
+    except Exception:  # Redis down, say: the outbox row stays for the relay
+        db.session.rollback()
+        log.exception("delivery of order %s not started; left in the outbox", order_id)

@@ -1,0 +1,1 @@
+"""Mail: SMTP when MAIL_SERVER is set, otherwise an outbox table readable in the consoles."""

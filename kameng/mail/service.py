@@ -1,0 +1,75 @@
+"""Sending mail: a row per message, delivered by the mail queue (SMTP), or kept for the
+consoles when no MAIL_SERVER is configured."""
+
+from __future__ import annotations
+
+import smtplib
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..extensions import db
+from ..merchant.models import StaffUser
+from ..tenants.scoping import platform_scope, tenant_scope
+from ..workers import outbox
+from .models import MailMessage
+
+
+def queue_mail(*, tenant_id: int | None, to: str, kind: str, subject: str, body: str
+               ) -> MailMessage:
+    """Write a mail in the caller's transaction; the outbox sends it after the commit."""
+    message = MailMessage(tenant_id=tenant_id, to=to, kind=kind, subject=subject[:200],
+                          body=body, status="queued")
+    db.session.add(message)
+    db.session.flush()
+    outbox.add("mail.send", tenant_id=tenant_id, message_id=message.id)
+    return message
+
+
+def shop_recipients(tenant_id: int) -> list[str]:
+    """Who hears about a shop's orders and stock: its owners."""
+    with tenant_scope(tenant_id):
+        return list(db.session.scalars(
+            select(StaffUser.email).where(StaffUser.role == "owner", StaffUser.active)))
+
+
+def deliver_message(message_id: int) -> str:
+    """Send one queued mail by SMTP (MAIL_SERVER), or keep it for the consoles without one.
+    Idempotent: a sent or kept message is not sent again. A failure raises, so the mail job
+    is retried with backoff; the error is kept on the message."""
+    with platform_scope():
+        message = db.session.get(MailMessage, message_id)
+    if message is None or message.status in ("sent", "kept"):
+        db.session.rollback()
+        return message.status if message else "missing"
+    config = current_app.config
+    if not config.get("MAIL_SERVER"):
+        message.status = "kept"
+        db.session.commit()
+        return "kept"
+    mime = EmailMessage()
+    mime["From"] = config["MAIL_FROM"]
+    mime["To"] = message.to
+    mime["Subject"] = message.subject
+    mime.set_content(message.body)
+    message.attempts += 1
+    try:
+        smtp_class = smtplib.SMTP_SSL if config.get("MAIL_USE_SSL") else smtplib.SMTP
+        with smtp_class(config["MAIL_SERVER"], config["MAIL_PORT"], timeout=15) as smtp:
+            if config.get("MAIL_USE_TLS"):
+                smtp.starttls()
+            if config.get("MAIL_USERNAME"):
+                smtp.login(config["MAIL_USERNAME"], config.get("MAIL_PASSWORD") or "")
+            smtp.send_message(mime)
+    except (OSError, smtplib.SMTPException) as error:
+        message.last_error = str(error)[:2000]
+        message.status = "failed"
+        db.session.commit()
+        raise
+    message.status = "sent"
+    message.sent_at = datetime.now(UTC)
+    message.last_error = ""
+    db.session.commit()
+    return "sent"

@@ -1,0 +1,95 @@
+"""What the outside world hears about orders and stock: mails to buyers and shops, and the
+shop's webhooks. Called inside the transaction that changed the order; the mails and webhook
+calls themselves go out through the outbox after the commit."""
+
+from __future__ import annotations
+
+from ..mail import service as mail
+from ..money import format_money
+from ..tenants.hosts import public_url, subdomain_host
+from ..webhooks import service as webhooks
+
+
+def _shop(order):
+    from ..extensions import db
+    from ..tenants.models import Tenant
+
+    return db.session.get(Tenant, order.tenant_id)
+
+
+def order_payload(order) -> dict:
+    return {
+        "order": order.number, "status": order.status, "kind": order.kind,
+        "email": order.email, "total": order.total, "amount_due": order.amount_due,
+        "currency": order.currency,
+        "lines": [{"title": line.title, "qty": line.qty, "unit_price": line.unit_price}
+                  for line in order.lines],
+    }
+
+
+def order_link(order) -> str | None:
+    from .service import order_link_token
+
+    token = order_link_token(order)
+    if token is None:
+        return None
+    return public_url(subdomain_host(_shop(order).slug), f"/order/{token}")
+
+
+def order_paid(order) -> None:
+    webhooks.emit(order.tenant_id, "order.paid", order_payload(order))
+
+
+def order_delivered(order) -> None:
+    """The buyer's mail (the order link; the codes only if the shop turned that on) and the
+    shop's webhook."""
+    from .service import delivered_items
+
+    shop = _shop(order)
+    link = order_link(order)
+    lines = [f"Your order {order.number} at {shop.name} is ready.", ""]
+    if link:
+        lines += ["See what you bought here (keep this link private):", link, ""]
+    if (shop.settings or {}).get("mail_codes") and order.kind == "purchase":
+        for line, values in delivered_items(order):
+            lines += [f"{line.title}:", *(f"  {value}" for value in values), ""]
+    lines.append(f"Total: {format_money(order.amount_due, order.currency)}")
+    mail.queue_mail(tenant_id=order.tenant_id, to=order.email, kind="order.delivered",
+                    subject=f"{shop.name}: order {order.number} delivered",
+                    body="\n".join(lines))
+    webhooks.emit(order.tenant_id, "order.delivered", order_payload(order))
+
+
+def order_failed(order, reason: str) -> None:
+    shop = _shop(order)
+    for to in mail.shop_recipients(order.tenant_id):
+        mail.queue_mail(tenant_id=order.tenant_id, to=to, kind="order.failed",
+                        subject=f"Order {order.number}: delivery failed",
+                        body=(f"The delivery of order {order.number} at {shop.name} failed: "
+                              f"{reason}.\nRetry it, deliver it by hand or refund it in your "
+                              f"console: {_console_link(shop, order)}"))
+    webhooks.emit(order.tenant_id, "order.failed", {**order_payload(order), "reason": reason})
+
+
+def order_awaiting(order) -> None:
+    shop = _shop(order)
+    for to in mail.shop_recipients(order.tenant_id):
+        mail.queue_mail(tenant_id=order.tenant_id, to=to, kind="order.awaiting",
+                        subject=f"Order {order.number} waits for you",
+                        body=(f"Order {order.number} at {shop.name} is paid and waits for you "
+                              f"to fulfil it: {_console_link(shop, order)}"))
+
+
+def stock_low(tenant_id: int, title: str, available: int, threshold: int) -> None:
+    for to in mail.shop_recipients(tenant_id):
+        mail.queue_mail(tenant_id=tenant_id, to=to, kind="stock.low",
+                        subject=f"Low stock: {title}",
+                        body=(f"'{title}' has {available} codes left (your alert is set "
+                              f"below {threshold}). Import more codes in your console."))
+    webhooks.emit(tenant_id, "stock.low",
+                  {"product": title, "available": available, "threshold": threshold})
+
+
+def _console_link(shop, order) -> str:
+    return public_url(subdomain_host(shop.slug), f"/admin/orders/{order.id}")
+
