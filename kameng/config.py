@@ -67,6 +67,15 @@ def _encryption_keys(env: dict, instance_path: Path, kameng_env: str) -> list[st
     return keys
 
 
+def _limits_uri(redis_url: str | None) -> str:
+    """The rate-limit storage: Redis when configured (limits spells a socket redis+unix://)."""
+    if not redis_url:
+        return "memory://"
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://"):]
+    return redis_url
+
+
 def _host(value: str) -> str:
     return value.strip().lower().rstrip(".")
 
@@ -173,7 +182,7 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         "SESSION_COOKIE_SECURE": production,
         "PREFERRED_URL_SCHEME": "https" if production else "http",
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
-        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_STORAGE_URI": _limits_uri(redis_url),
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX") or "kameng",
         "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
