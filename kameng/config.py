@@ -157,6 +157,10 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         "MAIL_USE_TLS": (env.get("MAIL_USE_TLS") or "1") == "1",
         "MAIL_USE_SSL": (env.get("MAIL_USE_SSL") or "0") == "1",
         "MAIL_FROM": env.get("MAIL_FROM") or f"Kameng <no-reply@{platform_domain}>",
+        # Calls to URLs typed by shops (suppliers, webhooks): allow addresses inside the network
+        # and plain http only when the operator says so (e.g. a supplier on a private link).
+        "UPSTREAM_ALLOW_PRIVATE": (env.get("UPSTREAM_ALLOW_PRIVATE") or "0") == "1",
+        "UPSTREAM_ALLOW_HTTP": (env.get("UPSTREAM_ALLOW_HTTP") or "0") == "1",
         # Stripe's API base (None: Stripe itself); tests point it at a local fake.
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or None,
         # Seconds a signed payment notification stays valid (replays of older ones are refused).
