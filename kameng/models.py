@@ -1,5 +1,6 @@
 """Imports every model module, so the mappers and Alembic see the whole schema."""
 
+from .appearance.models import ShopAsset  # noqa: F401
 from .audit.models import AuditEvent  # noqa: F401
 from .catalog.models import (  # noqa: F401
     BulkPrice,
