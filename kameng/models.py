@@ -28,6 +28,7 @@ from .payments.models import (  # noqa: F401
 )
 from .security.crypto import PlatformSecret  # noqa: F401
 from .superadmin.models import PlatformUser  # noqa: F401
+from .support.models import Ticket, TicketMessage  # noqa: F401
 from .tenants.models import Domain, Tenant  # noqa: F401
 from .webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: F401
 from .workers.models import Outbox  # noqa: F401
