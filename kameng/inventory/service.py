@@ -420,14 +420,15 @@ class SoldOut(DomainError):
         self.available = available
 
 
-def _code_stock(product: Product):
+def code_stock(product: Product):
     """(code model, the product id its codes are kept under, extra filter) for a shop product."""
     if product.is_supply:
         return SupplyCode, product.supply_product_id
     return CardCode, product.id
 
 
-def _claim(model, product_id: int, qty: int, values: dict, *, status: str = "available") -> int:
+def claim_codes(model, product_id: int, qty: int, values: dict, *,
+                status: str = "available") -> int:
     """Mark up to `qty` codes of `product_id` in `status` with `values`; returns how many.
 
     The oldest codes go first. On PostgreSQL the rows are picked with FOR UPDATE SKIP LOCKED, so
@@ -446,11 +447,11 @@ def _claim(model, product_id: int, qty: int, values: dict, *, status: str = "ava
 
 def reserve_codes(product: Product, qty: int, *, order_id: int, until: datetime) -> None:
     """Reserve `qty` codes for an unpaid order, or raise SoldOut (the caller rolls back)."""
-    model, product_id = _code_stock(product)
+    model, product_id = code_stock(product)
     values = {"status": "reserved", "order_id": order_id, "reserved_until": until}
     if model is SupplyCode:
         values["tenant_id"] = product.tenant_id
-    taken = _claim(model, product_id, qty, values)
+    taken = claim_codes(model, product_id, qty, values)
     if taken < qty:
         raise SoldOut(available=taken)
 
@@ -473,7 +474,7 @@ def release_codes(order_id: int, tenant_id: int) -> int:
 def sell_codes(product: Product, qty: int, *, order_id: int, line_id: int) -> int:
     """Sell the codes reserved for the order; top up from stock if fewer were reserved (a late
     payment). Returns how many codes the line now has (qty, or fewer when stock ran out)."""
-    model, product_id = _code_stock(product)
+    model, product_id = code_stock(product)
     now = datetime.now(UTC)
     scope = [model.order_id == order_id]
     if model is SupplyCode:
@@ -491,7 +492,7 @@ def sell_codes(product: Product, qty: int, *, order_id: int, line_id: int) -> in
                   "sold_at": now}
         if model is SupplyCode:
             values["tenant_id"] = product.tenant_id
-        have += _claim(model, product_id, qty - have, values)
+        have += claim_codes(model, product_id, qty - have, values)
     return have
 
 
