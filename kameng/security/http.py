@@ -149,15 +149,16 @@ def safe_request(method: str, url: str, *, json=None, data: bytes | None = None,
     deadline = time.monotonic() + timeout
     try:
         conn.connect()
+        # Each blocking read waits at most what is left of the total; the loop below checks
+        # the deadline between reads. (The socket cannot be touched after getresponse():
+        # http.client closes it there when the server ends the connection.)
         conn.sock.settimeout(max(0.1, deadline - time.monotonic()))
         conn.request(method, path, body=body, headers=send_headers)
         answer = conn.getresponse()
         chunks, size = [], 0
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if deadline - time.monotonic() <= 0:
                 raise UpstreamError(f"{host} took longer than {timeout:g} s")
-            conn.sock.settimeout(remaining)
             chunk = answer.read(65536)
             if not chunk:
                 break
