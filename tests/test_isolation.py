@@ -19,10 +19,14 @@ def world(create_tenant, create_customer, create_staff, in_app):
     from kameng.audit.service import Actor
     from kameng.catalog import service as catalog
     from kameng.catalog.models import MarkupRule
+    from kameng.delivery.suppliers import save_supplier
     from kameng.inventory.models import CardCode
     from kameng.inventory.service import import_codes
+    from kameng.mail.models import MailMessage
     from kameng.merchant.models import ShopNotice
     from kameng.orders.service import CheckoutRequest, checkout
+    from kameng.security.crypto import keyring
+    from kameng.webhooks.models import WebhookDelivery, WebhookEndpoint
 
     a = create_tenant(slug="shopa", owner_email="owner@shopa.test", owner_password="owner-a-pass")
     b = create_tenant(slug="shopb", owner_email="owner@shopb.test", owner_password="owner-b-pass")
@@ -45,7 +49,23 @@ def world(create_tenant, create_customer, create_staff, in_app):
             product_id=order_product.id, qty=1, email="secret-buyer@shopa.test",
             payment_method="sandbox")).order
         notice = ShopNotice(kind="test", message="secret-notice")
+        supplier = save_supplier(tenant.id, None, name="secret-supplier", adapter="json",
+                                 base_url="https://secret-supplier.example.com",
+                                 credentials={"api_key": "secret-api-key-0123456789"})
         session.add(notice)
+        endpoint = WebhookEndpoint(url="https://hooks.example.com/secret-hook",
+                                   events=["order.paid"], active=True,
+                                   secret=keyring().encrypt_secret("whsec_secret-signing"))
+        session.add(endpoint)
+        session.flush()
+        delivery = WebhookDelivery(endpoint_id=endpoint.id, delivery_id="secret-delivery-1",
+                                   event="order.paid", status="delivered", attempts=1,
+                                   payload={"id": "secret-delivery-1", "data": {}},
+                                   response_status=200, response_body="secret-answer")
+        message = MailMessage(tenant_id=tenant.id, kind="order.delivered",
+                              to="secret-buyer@shopa.test", subject="secret-subject",
+                              body="secret-body", status="kept")
+        session.add_all([delivery, message])
         session.flush()
         ids_of_a.update(
             category_id=category.id,
@@ -54,8 +74,12 @@ def world(create_tenant, create_customer, create_staff, in_app):
             level_id=catalog.list_levels()[-1].id,
             rule_id=rule.id,
             notice_id=notice.id,
+            supplier_id=supplier.id,
             code_id=session.scalar(select(CardCode.id)),
             order_id=order.id,
+            endpoint_id=endpoint.id,
+            delivery_id=delivery.id,
+            message_id=message.id,
         )
         assert session.scalar(select(MarkupRule.id).where(MarkupRule.id == rule.id))
         session.commit()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
+from ..delivery import suppliers
 from ..errors import DomainError
 from ..extensions import db
 from ..forms import EmptyForm
@@ -175,6 +176,8 @@ def _own_details(form: ProductForm) -> dict:
         "low_stock_threshold": form.low_stock_threshold.data,
         "sort": form.sort.data,
         "active": form.active.data,
+        "supplier_id": form.supplier_id.data,
+        "supplier_product": form.supplier_product.data or "",
     }
     image = _uploaded_image(form.image)
     if image is not None:
@@ -203,11 +206,15 @@ def _product_form(product: Product | None, shop, *, bind: bool = True):
                 "input_fields": list(product.input_fields or []),
                 "min_qty": product.min_qty, "max_qty": product.max_qty,
                 "low_stock_threshold": product.low_stock_threshold, "sort": product.sort,
-                "active": product.active,
+                "active": product.active, "supplier_id": product.supplier_id,
+                "supplier_product": product.supplier_product,
             }
     form_class = ListingForm if product is not None and product.is_supply else ProductForm
     form = form_class(**kwargs)
     _category_choices(form.category_id, catalog.list_categories())
+    if form_class is ProductForm:
+        form.supplier_id.choices = options(
+            [("", "— none —"), *suppliers.supplier_choices(shop.id)])
     return form
 
 

@@ -204,6 +204,10 @@ class ProductForm(ShopForm):
     image = FileField("Image (PNG, JPEG, GIF or WebP, at most 2 MB)")
     sort = _sort_field()
     active = BooleanField("On sale", default=True)
+    supplier_id = SelectField("Supplier (direct top-up: bought from it when a buyer pays)",
+                              coerce=optional_id)
+    supplier_product = StringField("Upstream product code (its code at the supplier)",
+                                   validators=[Optional(), Length(max=120)])
 
     def input_field_rows(self) -> list[dict]:
         """The filled-in rows of the input field table (empty rows are dropped)."""

@@ -161,6 +161,14 @@ def _apply_details(target, details: dict) -> None:
                                               "low_stock_threshold", "low-stock threshold")
     if "active" in details:
         target.active = bool(details["active"])
+    if "supplier_id" in details:
+        target.supplier_id = _supplier_id_for(target, details["supplier_id"])
+    if "supplier_product" in details:
+        code = (details["supplier_product"] or "").strip()
+        if len(code) > 120:
+            raise DomainError("The upstream product code must be at most 120 characters.",
+                              field="supplier_product")
+        target.supplier_product = code
     if details.get("text_content") is not None:
         content = details["text_content"].strip()
         target.text_content = keyring().encrypt(content) if content else None
@@ -173,6 +181,22 @@ def _apply_details(target, details: dict) -> None:
     if (target.delivery_kind == "text" and not target.text_content
             and details.get("require_text_content", True)):
         raise DomainError("A fixed-content product needs its content.", field="text_content")
+
+
+def _supplier_id_for(target, supplier_id) -> int | None:
+    """The upstream supplier a product may name: the platform's for a supply product, the
+    shop's own for an own product; a listing is delivered by its supply product's supplier."""
+    from ..delivery.suppliers import owned_supplier
+
+    if supplier_id in (None, "", 0):
+        return None
+    if isinstance(target, Product) and target.supply_product_id is not None:
+        raise DomainError("A listing is delivered by its supply product's supplier.",
+                          field="supplier_id")
+    owner = None if isinstance(target, SupplyProduct) else target.tenant_id
+    if isinstance(target, Product) and owner is None:
+        raise DomainError("Choose one of your suppliers.", field="supplier_id")
+    return owned_supplier(owner, supplier_id).id
 
 
 def text_content(product) -> str:

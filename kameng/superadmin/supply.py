@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from ..catalog import service as catalog
 from ..catalog.models import DELIVERY_KINDS, Product, SupplyCategory, SupplyProduct
+from ..delivery import suppliers
 from ..errors import DomainError, NotFound
 from ..extensions import db
 from ..inventory.service import stock_summary
@@ -89,8 +90,11 @@ def _product_form(product: SupplyProduct | None) -> SupplyProductForm:
             "max_qty": product.max_qty,
             "low_stock_threshold": product.low_stock_threshold,
             "active": product.active,
+            "supplier_id": product.supplier_id or 0,
+            "supplier_product": product.supplier_product,
         })
     form.set_categories(catalog.list_supply_categories())
+    form.set_suppliers(suppliers.supplier_choices(None))
     return form
 
 
@@ -127,6 +131,8 @@ def _details(form: SupplyProductForm) -> dict:
         "low_stock_threshold": form.low_stock_threshold.data or 0,
         "active": form.active.data,
         "image": _image(form),
+        "supplier_id": form.supplier_id.data or None,
+        "supplier_product": form.supplier_product.data or "",
     }
 
 

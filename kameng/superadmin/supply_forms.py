@@ -93,11 +93,25 @@ class SupplyProductForm(Form):
     )
     image = FileField("Image", description="PNG, JPEG, GIF or WebP, at most 2 MB.")
     active = BooleanField("Active (shops can sell it)", default=True)
+    supplier_id = SelectField(
+        "Supplier", coerce=int, default=0,
+        description="Direct top-up products are bought from this supplier when a buyer pays.",
+    )
+    supplier_product = StringField(
+        "Upstream product code", validators=[Length(max=120)],
+        description="The product's code (or id) at the supplier.",
+    )
 
     def set_categories(self, categories) -> None:
         self.category_id.choices = [SelectChoice(0, "— no category —")] + [
             SelectChoice(c.id, c.name if c.active else f"{c.name} (inactive)")
             for c in categories
+        ]
+
+    def set_suppliers(self, choices) -> None:
+        """The platform's suppliers, as (id, label) pairs."""
+        self.supplier_id.choices = [SelectChoice(0, "— none —")] + [
+            SelectChoice(value, label) for value, label in choices
         ]
 
     def buyer_input_fields(self) -> list[dict]:

@@ -112,9 +112,16 @@ def reconcile() -> int:
     db.session.rollback()
     for order_id in ids:
         enqueue("deliver", order_id)
-    if ids:
-        log.warning("reconcile: re-enqueued %d undelivered order(s)", len(ids))
-    return len(ids)
+    from ..delivery.topup import stalled_lines
+
+    stalled = stalled_lines()  # top-ups waiting on a supplier whose poll job was lost
+    db.session.rollback()
+    for line_id in stalled:
+        enqueue("poll_topup", line_id)
+    if ids or stalled:
+        log.warning("reconcile: re-enqueued %d undelivered order(s), %d top-up poll(s)",
+                    len(ids), len(stalled))
+    return len(ids) + len(stalled)
 
 
 @job
