@@ -54,9 +54,12 @@ def render_error(code: int, message: str | None = None, title: str | None = None
     shop = g.get("_kameng_tenant")
     try:
         if shop is not None and site.area == "storefront":
+            from .storefront.views import shop_page_context
+
+            page = shop_page_context(shop, buyer=current_user)
             body = render_themed(
-                shop.theme, "errors/error.html", shop=shop, buyer=current_user, code=code,
-                title=title, message=message,
+                page["theme_name"], "errors/error.html", **page, code=code, title=title,
+                message=message,
             )
         else:
             unknown_host = site is not None and site.kind == "shop" and shop is None

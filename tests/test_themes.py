@@ -88,3 +88,56 @@ def test_unknown_theme_name_renders_default(app, create_tenant, client_for):
     _set_theme(app, shop, "gone")
     page = client_for(shop).get("/")
     assert page.status_code == 200 and "Fallback Shop" in page.get_data(as_text=True)
+
+
+# -- the shipped themes ---------------------------------------------------------------------
+
+SHIPPED = ("default", "neon", "minimal")
+
+
+@pytest.mark.parametrize("theme", SHIPPED)
+def test_each_shipped_theme_has_a_manifest_preview_and_stylesheet(theme):
+    import json
+
+    folder = REPO_THEMES / theme
+    manifest = json.loads((folder / "theme.json").read_text(encoding="utf-8"))
+    assert manifest["name"] and manifest["description"]
+    preview = folder / "static" / manifest["preview"]
+    assert preview.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert preview.stat().st_size < 100_000  # small enough to list three on one page
+    assert (folder / "static" / "style.css").is_file()
+    for key, spec in manifest["settings"].items():
+        assert spec["type"] in ("color", "text", "boolean", "choice", "image"), key
+        assert spec.get("label"), key
+
+
+@pytest.mark.parametrize("theme", ("neon", "minimal"))
+def test_a_theme_overrides_only_templates_the_default_theme_has(theme):
+    default = REPO_THEMES / "default" / "templates"
+    own = REPO_THEMES / theme / "templates"
+    overrides = [p.relative_to(own) for p in own.rglob("*.html")]
+    assert overrides, "a theme that changes no template"
+    for path in overrides:
+        assert (default / path).is_file(), f"{theme} has {path}, which the default lacks"
+    # And much is left to the default theme.
+    assert len(overrides) < len(list(default.rglob("*.html"))) / 2
+
+
+def test_a_theme_without_settings_renders_with_defaults(themed_app, create_tenant):
+    shop = create_tenant(slug="plainsettings")
+    _set_theme(themed_app, shop, "dark")
+    page = themed_app.test_client().get("/", base_url="http://plainsettings.localhost")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "DARK Shop plainsettings" in html
+    assert "<style" not in html  # no colour settings, no inline style
+
+
+def test_shipped_themes_render_their_own_stylesheet_over_the_default(app, create_tenant,
+                                                                    client_for):
+    shop = create_tenant(slug="layers")
+    for theme in SHIPPED:
+        _set_theme(app, shop, theme)
+        html = client_for(shop).get("/").get_data(as_text=True)
+        assert "/theme/default/style.css" in html
+        assert ("/theme/neon/style.css" in html) == (theme == "neon")
+        assert ("/theme/minimal/style.css" in html) == (theme == "minimal")

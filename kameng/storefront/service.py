@@ -88,9 +88,14 @@ class ProductImage:
 # -- reading the shelf ---------------------------------------------------------------------
 
 
-def shows_stock_numbers(tenant: Tenant) -> bool:
-    """Whether the shop shows how many units are left (else just in stock / sold out)."""
-    return bool((tenant.settings or {}).get("show_stock_numbers", True))
+def shows_stock_numbers(tenant: Tenant, settings: dict | None = None) -> bool:
+    """Whether the shop shows how many units are left (else just in stock / sold out): a
+    setting of its theme (`settings`, else read from the shop)."""
+    if settings is None:
+        from ..appearance.service import theme_settings
+
+        settings = theme_settings(tenant)
+    return bool(settings.get("show_stock_numbers", True))
 
 
 def image_token(product: Product) -> str | None:
