@@ -1,7 +1,16 @@
 """Imports every model module, so the mappers and Alembic see the whole schema."""
 
+from .api.models import ApiIdempotency, ApiKey, ApiNonce  # noqa: F401
 from .appearance.models import ShopAsset  # noqa: F401
 from .audit.models import AuditEvent  # noqa: F401
+from .billing.models import (  # noqa: F401
+    Invoice,
+    InvoiceLine,
+    Plan,
+    ProductViewCount,
+    StaffInvite,
+    Subscription,
+)
 from .catalog.models import (  # noqa: F401
     BulkPrice,
     Category,

@@ -180,6 +180,11 @@ class Product(ProductDetails, TenantScoped, db.Model):
     name: Mapped[str | None] = mapped_column(String(200))  # a listing may keep the supply name
     price: Mapped[int | None] = mapped_column(Integer)
     sort: Mapped[int] = mapped_column(Integer, default=0)
+    # A product bought from an upstream Kameng shop: its price and stock there (kept in sync);
+    # the shop's markup rules then price it like a supply product, never below that cost.
+    upstream_cost: Mapped[int | None] = mapped_column(Integer)
+    upstream_stock: Mapped[int | None] = mapped_column(Integer)
+    upstream_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     category: Mapped[Category | None] = relationship(back_populates="products")
     supply: Mapped[SupplyProduct | None] = relationship(lazy="joined")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, g, request, session
 from flask_login import UserMixin, login_user, logout_user
-from sqlalchemy import Boolean, DateTime, String, func, select, true
+from sqlalchemy import Boolean, DateTime, String, Text, false, func, select, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..errors import Conflict, DomainError
@@ -50,6 +50,9 @@ class Account(UserMixin):
         DateTime(timezone=True), server_default=func.now()
     )
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Two-factor login (TOTP): the secret is encrypted with ENCRYPTION_KEYS.
+    totp_secret: Mapped[str | None] = mapped_column(Text)
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

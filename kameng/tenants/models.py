@@ -30,6 +30,9 @@ class Tenant(db.Model):
     theme: Mapped[str] = mapped_column(String(40), default="default", server_default="default")
     locale: Mapped[str] = mapped_column(String(10), default="zh_CN", server_default="zh_CN")
     currency: Mapped[str] = mapped_column(String(3), default="CNY", server_default="CNY")
+    # Why a suspended shop is closed: "manual" (the platform) or "unpaid" (an overdue invoice:
+    # its console stays open so it can pay).
+    suspension_reason: Mapped[str] = mapped_column(String(16), default="", server_default="")
     settings: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
@@ -69,6 +72,9 @@ class Domain(db.Model):
     )
     kind: Mapped[str] = mapped_column(String(16), default="subdomain")
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A custom domain proves itself with a DNS TXT record holding this token.
+    verification_token: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

@@ -1,0 +1,2 @@
+"""The REST API v1: signed requests with API keys, agents buying from their wallet, supply
+between Kameng shops."""

@@ -1,0 +1,1 @@
+"""The platform's business: plans, shop subscriptions, monthly invoices, dunning."""
