@@ -12,6 +12,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,production]'
+	$(BIN)/pybabel compile --statistics -d kameng/translations 2>/dev/null || true
 	@touch $(STAMP)
 
 install: $(STAMP)

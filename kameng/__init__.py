@@ -59,6 +59,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
     app.permanent_session_lifetime = timedelta(days=app.config["SESSION_DAYS"])
 
+    from .security import headers
     from .security.sessions import AreaSessionInterface
 
     app.session_interface = AreaSessionInterface()
@@ -76,6 +77,10 @@ def create_app(config: dict | None = None) -> Flask:
     login.init_app(app)
     login.session_protection = "basic"
     pages.init_app(app)
+    headers.init_app(app)
+    from . import i18n
+
+    i18n.init_app(app)
     _register_blueprints(app)
 
     from .cli import register_commands
@@ -101,10 +106,15 @@ def _sqlite_pragmas(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     app.url_map.converters["int"] = RowIdConverter
+    from .appearance.console import bp as shop_appearance
     from .catalog.console import bp as shop_catalog
+    from .delivery.console import platform_bp as platform_suppliers
+    from .delivery.console import shop_bp as shop_suppliers
     from .inventory.console import bp as shop_codes
     from .inventory.console import supply_bp as supply_codes
     from .landing.views import bp as landing
+    from .mail.console import bp as shop_mail
+    from .mail.console import platform_bp as platform_mail
     from .members.views import bp as members
     from .merchant.views import bp as merchant
     from .orders.console import bp as shop_orders
@@ -117,6 +127,8 @@ def _register_blueprints(app: Flask) -> None:
     from .superadmin.supply import bp as supply
     from .superadmin.views import bp as superadmin
     from .tenants.hosts import ADMIN, LANDING, SHOP
+    from .webhooks.console import bp as shop_webhooks
+    from .workers.console import bp as queue_health
 
     app.register_blueprint(landing, subdomain=LANDING)
     app.register_blueprint(platform_payments, subdomain=LANDING)
@@ -124,15 +136,28 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(supply, subdomain=ADMIN, url_prefix="/supply")
     app.register_blueprint(supply_codes, subdomain=ADMIN, url_prefix="/supply")
     app.register_blueprint(platform_payments_admin, subdomain=ADMIN, url_prefix="/payments")
+    app.register_blueprint(platform_suppliers, subdomain=ADMIN, url_prefix="/suppliers")
+    app.register_blueprint(platform_mail, subdomain=ADMIN, url_prefix="/mail")
+    app.register_blueprint(queue_health, subdomain=ADMIN, url_prefix="/queues")
     app.register_blueprint(merchant, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_catalog, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_codes, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_orders, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_payments, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_appearance, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_suppliers, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_webhooks, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_mail, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(storefront, subdomain=SHOP)
     app.register_blueprint(members, subdomain=SHOP)
     app.register_blueprint(orders, subdomain=SHOP)
     app.register_blueprint(payments, subdomain=SHOP)
+
+    # The language switch works on every kind of site.
+    from .i18n import choose_language
+
+    app.add_url_rule("/lang/<code>", endpoint="choose_language", view_func=choose_language,
+                     subdomain="<_site>")
 
     # The console's own static files are served on every kind of site.
     app.static_folder = "static"

@@ -1,5 +1,6 @@
 """Every Flask extension singleton, created once here and bound to the app in create_app()."""
 
+from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -32,3 +33,4 @@ migrate = Migrate()  # Alembic migrations under migrations/, driven by `kameng d
 login = LoginManager()  # sessions of super-admins, shop staff and buyers
 csrf = CSRFProtect()  # a CSRF token on every form and every unsafe request
 limiter = Limiter(key_func=get_remote_address)  # rate limits (Redis when REDIS_URL is set)
+babel = Babel()  # translations (zh_CN, en) and locale-aware dates and numbers

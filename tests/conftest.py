@@ -78,6 +78,8 @@ def app(database_url_for_tests) -> Iterator[Flask]:
             "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"kameng-test-{uuid.uuid4().hex}"},
             # Paid orders are delivered in the request; queue tests switch to "queue".
             "DELIVERY_MODE": "inline",
+            # Tests read English pages; the Chinese ones have tests of their own.
+            "BABEL_DEFAULT_LOCALE": "en",
         }
     )
     from flask_migrate import upgrade
@@ -149,6 +151,7 @@ def create_tenant(app: Flask):
         n = next(_seq)
         slug = slug or f"shop{n}"
         with app.app_context():
+            kw.setdefault("locale", "en")
             tenant = create(
                 slug=slug,
                 name=name or f"Shop {slug}",

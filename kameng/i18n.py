@@ -1,0 +1,73 @@
+"""Languages: Simplified Chinese and English through Flask-Babel.
+
+The language of a page is the visitor's own choice (a link in every footer, remembered in
+their session), else — on a shop — the shop's default language, else the browser's preference
+between the two. Message catalogs live in kameng/translations (.po in git; the .mo files are
+compiled by `make install`, or at start-up when missing).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, g, redirect, request, session
+
+from .extensions import babel
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = {"zh_CN": "简体中文", "en": "English"}
+DEFAULT_LANGUAGE = "zh_CN"
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+
+def select_locale() -> str:
+    chosen = session.get("lang")
+    if chosen in LANGUAGES:
+        return chosen
+    shop = g.get("_kameng_tenant")
+    if shop is not None and shop.locale in LANGUAGES:
+        return shop.locale
+    best = request.accept_languages.best_match(["zh-CN", "zh", "en"]) if request else None
+    if best is None:
+        return current_app.config.get("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
+    return "en" if best == "en" else "zh_CN"
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
+    _compile_if_missing()
+    babel.init_app(app, locale_selector=select_locale)
+    app.jinja_env.globals["LANGUAGES"] = LANGUAGES
+
+
+def _compile_if_missing() -> None:
+    """Compile the .po catalogs whose .mo is missing or older (a checkout without
+    `make install`); silently skipped when the package folder is read-only."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    for po in TRANSLATIONS.glob("*/LC_MESSAGES/*.po"):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        try:
+            with po.open("rb") as source:
+                catalog = read_po(source)
+            with mo.open("wb") as target:
+                write_mo(target, catalog)
+        except OSError as error:
+            log.warning("cannot compile %s: %s", po, error)
+
+
+def choose_language(code: str):
+    """Remember the visitor's language and go back to where they were."""
+    if code in LANGUAGES:
+        session["lang"] = code
+    target = request.args.get("next", "/")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    return redirect(target)
