@@ -127,6 +127,10 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         # Host -> shop resolution is cached this many seconds per process; suspending a shop
         # from another process takes effect within this window.
         "TENANT_CACHE_TTL": _int(env, "TENANT_CACHE_TTL", 5),
+        # Shop pages and their catalog data are cached per process and dropped at once when
+        # the shop changes (version tokens in Redis, kameng/storefront/cache.py); this is
+        # the longest any entry lives (0: no cache).
+        "STOREFRONT_CACHE_SECONDS": _int(env, "STOREFRONT_CACHE_SECONDS", 300),
         # Number of proxies in front of the app whose X-Forwarded-* headers are trusted.
         "TRUST_PROXY": _int(env, "TRUST_PROXY", 0),
         "LOGIN_LIMIT": env.get("LOGIN_LIMIT") or "5 per minute",
@@ -167,6 +171,12 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         "NOTIFY_TOLERANCE": _int(env, "NOTIFY_TOLERANCE", 300, minimum=1),
         # A new shop's default markup over the supply catalog, in basis points (2000 = 20%).
         "DEFAULT_MARKUP_BP": _int(env, "DEFAULT_MARKUP_PERCENT", 20) * 100,
+        # Shop billing: days an invoice is due after it is issued, and days after the due date
+        # before an unpaid shop is suspended (503 to buyers; its console stays open to pay).
+        "BILLING_DUE_DAYS": _int(env, "BILLING_DUE_DAYS", 7),
+        "BILLING_GRACE_DAYS": _int(env, "BILLING_GRACE_DAYS", 7),
+        # Self-service sign-ups allowed per client address (Flask-Limiter syntax).
+        "SIGNUP_LIMIT": env.get("SIGNUP_LIMIT") or "5 per hour",
         # The port people reach the site on, for printed links (`kameng serve` sets it).
         "PUBLIC_PORT": _int(env, "PUBLIC_PORT", 8000 if kameng_env == "development" else 0)
         or None,

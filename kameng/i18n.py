@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, g, redirect, request, session
+from flask import Flask, current_app, g, has_request_context, redirect, request, session
+from flask_babel import get_locale
 
 from .extensions import babel
 
@@ -23,10 +24,12 @@ DEFAULT_LANGUAGE = "zh_CN"
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 def select_locale() -> str:
+    if not has_request_context():  # a job or a command: mails say it in the default language
+        return current_app.config.get("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
     chosen = session.get("lang")
     if chosen in LANGUAGES:
         return chosen
-    shop = g.get("_kameng_tenant")
+    shop = g.get("_kameng_tenant") or g.get("_kameng_front")  # the row, or its cached front
     if shop is not None and shop.locale in LANGUAGES:
         return shop.locale
     best = request.accept_languages.best_match(["zh-CN", "zh", "en"]) if request else None
@@ -35,12 +38,26 @@ def select_locale() -> str:
     return "en" if best == "en" else "zh_CN"
 
 
+def html_lang() -> str:
+    """The language of this page for <html lang>: "zh-CN" or "en" (the visitor's choice)."""
+    return str(get_locale() or DEFAULT_LANGUAGE).replace("_", "-")
+
+
+def here() -> str:
+    """This page's path and query, to come back to after switching language (the path alone
+    when the query is unreasonably long, e.g. a pasted 5,000-character search)."""
+    full = request.full_path.rstrip("?")
+    return full if len(full) <= 300 else request.path
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
     _compile_if_missing()
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
+    app.add_template_global(html_lang)
+    app.add_template_global(here)
 
 
 def _compile_if_missing() -> None:

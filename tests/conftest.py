@@ -30,6 +30,7 @@ from kameng import create_app
 from kameng.config import database_url
 from kameng.extensions import db as _db
 from kameng.extensions import limiter
+from kameng.storefront import cache as storefront_cache
 from kameng.tenants.hosts import resolver
 from kameng.tenants.scoping import platform_scope, tenant_scope
 
@@ -113,14 +114,15 @@ def _assert_ledger_adds_up(app: Flask) -> None:
 
 @pytest.fixture(autouse=True)
 def clean_state(app: Flask) -> Iterator[None]:
-    """Every test starts with empty tables, no cached hosts and no rate-limit counters, and
-    leaves a ledger that adds up (`kameng ledger check` after every test)."""
+    """Every test starts with empty tables, no cached hosts or shop pages and no rate-limit
+    counters, and leaves a ledger that adds up (`kameng ledger check` after every test)."""
     yield
     try:
         _assert_ledger_adds_up(app)
     finally:
         _empty_tables(app)
     resolver(app).forget()
+    storefront_cache.clear(app)
     with app.app_context():
         limiter.reset()
 

@@ -13,6 +13,7 @@ from kameng.catalog import service as catalog
 from kameng.extensions import db
 from kameng.inventory.service import import_codes
 from kameng.members.models import Customer
+from kameng.storefront import cache as storefront_cache
 from kameng.tenants.models import Tenant
 
 # A real 1×1 PNG.
@@ -361,9 +362,12 @@ def test_a_listing_shows_its_supply_products_image(supply, create_tenant, client
 # -- cost ------------------------------------------------------------------------------------
 
 
-def _queries_for(app, client, path: str) -> int:
+def _queries_for(app, client, path: str, cold: bool = True) -> int:
+    """SQL statements one request runs (cold: with an empty storefront cache)."""
     with app.app_context():
         engine = db.engine
+    if cold:
+        storefront_cache.clear(app)
     statements = []
 
     def count(conn, cursor, statement, parameters, context, executemany):
@@ -398,3 +402,13 @@ def test_page_queries_do_not_grow_with_the_number_of_products(
     many = {path: _queries_for(app, client, path) for path in few}
     assert many == few
     assert few["/"] <= 12
+    # Warm: an anonymous visitor's home page comes from the cache, with no query at all ...
+    client.get("/")
+    assert _queries_for(app, client, "/", cold=False) == 0
+    # ... until the shop changes something, in any process: the page is read afresh.
+    with in_app(shop) as session:
+        catalog.create_product(session.get(Tenant, shop.id), name="Card new", price=150,
+                               category_id=category.id)
+        session.commit()
+    assert _queries_for(app, client, "/", cold=False) > 0
+    assert "Card new" in client.get("/").get_data(as_text=True)

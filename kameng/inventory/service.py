@@ -22,6 +22,7 @@ from ..catalog.models import Product, SupplyProduct
 from ..errors import DomainError
 from ..extensions import db
 from ..security.crypto import PlatformSecret, keyring
+from ..storefront.cache import stock_changed
 from ..tenants.scoping import platform_scope
 from .models import MAX_CODE_LENGTH, CardCode, SupplyCode
 
@@ -176,6 +177,8 @@ def import_codes(target: Product | SupplyProduct, lines: Iterable[str], *, actor
         writer.close(error)
         raise
     report.duplicates += written - report.added  # lost a race with another writer (SQLite)
+    if report.added:  # COPY bypasses the ORM: tell the shop pages (after the commit)
+        stock_changed(extra.get("tenant_id"))
     event.details = {"added": report.added, "duplicates": report.duplicates,
                      "invalid": report.invalid}
     db.session.flush()
@@ -311,6 +314,8 @@ def available_stock(products: Iterable[Product]) -> dict[int, int | None]:
         counts.update({supply[sid]: n for sid, n in supply_counts.items()})
     for product in products:
         stock[product.id] = counts.get(product.id, 0) if product.kind == "card" else None
+        if product.kind == "topup" and getattr(product, "upstream_stock", None) is not None:
+            stock[product.id] = product.upstream_stock  # an upstream Kameng shop's, synced
     return stock
 
 
@@ -380,8 +385,9 @@ def delete_codes(target: Product | SupplyProduct, code_ids: Iterable[int] | None
     return count
 
 
-def _csv_safe(value: str) -> str:
-    """Guard against formula injection when the CSV is opened in a spreadsheet."""
+def csv_safe(value: str) -> str:
+    """Guard against formula injection when the CSV is opened in a spreadsheet (a text cell
+    starting with = + - @ or a tab/CR gets a leading apostrophe)."""
     return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
@@ -397,7 +403,7 @@ def export_unsold(target: Product | SupplyProduct, *, actor: Actor) -> str:
              .where(model.product_id == target.id, model.status == "available")
              .order_by(model.id))
     for code_id, blob, created in db.session.execute(query):
-        writer.writerow([code_id, _csv_safe(ring.decrypt(blob)),
+        writer.writerow([code_id, csv_safe(ring.decrypt(blob)),
                          created.isoformat() if created else ""])
         count += 1
     record(actor, "codes.export", tenant_id=extra.get("tenant_id"),

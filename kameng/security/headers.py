@@ -9,6 +9,8 @@ blocked by the policy, so pages use classes and script files instead.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Flask, current_app, g
 
@@ -21,6 +23,17 @@ def csp_nonce() -> str:
     if nonce is None:
         nonce = g._kameng_csp_nonce = secrets.token_urlsafe(16)
     return nonce
+
+
+@contextmanager
+def nonce_stand_in(text: str) -> Iterator[None]:
+    """Render with `text` where the nonce goes (a page kept for many visitors: each response
+    replaces it with its own nonce); the request's real nonce is made afresh afterwards."""
+    g._kameng_csp_nonce = text
+    try:
+        yield
+    finally:
+        g.pop("_kameng_csp_nonce", None)
 
 
 def content_security_policy(nonce: str) -> str:

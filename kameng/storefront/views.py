@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from functools import partial
 
-from flask import Blueprint, abort, current_app, g, request, send_from_directory, url_for
+from flask import Blueprint, abort, current_app, g, request, session, url_for
+from flask_babel import get_locale
 from flask_login import current_user
 
 from ..appearance import service as appearance
 from ..appearance.service import Look
-from ..catalog.service import level_for, list_categories
+from ..catalog.service import level_for
 from ..money import format_money
-from ..tenants.hosts import current_tenant
+from ..reports.product_views import record_view
+from ..security.headers import csp_nonce, nonce_stand_in
+from ..static_files import send_versioned
+from ..tenants.hosts import current_site, current_tenant
 from ..themes import render_themed, theme_static_path
-from . import service
+from . import cache, service
 
 bp = Blueprint("storefront", __name__)
 
@@ -29,7 +35,7 @@ def shop_page_context(shop, look: Look | None = None, buyer=None) -> dict:
     pairs), `logo_url` and `banner_url` (None: no image), `notice` (sanitised HTML),
     `footer_links` ([{label, url}]) and `contacts` ({email, qq, telegram, wechat}).
     """
-    look = look or appearance.look_for(current_tenant())
+    look = look or current_front().look
     return {
         "shop": shop,
         "buyer": current_user if buyer is None else buyer,
@@ -66,45 +72,98 @@ def render_shop(template: str, **context) -> str:
     return render_themed(page["theme_name"], template, **page)
 
 
+def current_front() -> service.ShopFront:
+    """The current shop's front (open or not, language, look, categories, levels): from the
+    storefront cache, once per request."""
+    front = g.get("_kameng_front")
+    if front is None:
+        tenant_id = current_site().tenant_id
+        if tenant_id is None:
+            raise LookupError("no shop for this request")
+        front = g._kameng_front = service.shop_front(tenant_id, current_tenant)
+    return front
+
+
 @bp.app_template_global()
 def shop_categories() -> list:
-    """The shop's active categories in display order: the header's links (read once a request)."""
-    if "_kameng_shop_categories" not in g:
-        g._kameng_shop_categories = list_categories(active_only=True)
-    return g._kameng_shop_categories
+    """The shop's active categories in display order: the header's links."""
+    return list(current_front().categories)
+
+
+def _shelf(buyer=None) -> list[service.ShelfItem]:
+    """The shop's shelf priced for the buyer's level (the current visitor by default)."""
+    front = current_front()
+    level_id = front.level_id_for(current_user if buyer is None else buyer)
+    return service.shelf_items(front, level_id, current_tenant)
+
+
+# A page kept for every visitor carries this where each visitor's CSP nonce goes (random per
+# process, so nothing a shop types can match it).
+NONCE_STAND_IN = secrets.token_urlsafe(24)
+
+
+def _same_for_every_visitor() -> bool:
+    """Whether this request sees the page every anonymous visitor sees: a plain GET (no query
+    string), nobody logged in, no message waiting to be flashed."""
+    return (request.method in ("GET", "HEAD") and not request.query_string
+            and "_flashes" not in session and not current_user.is_authenticated)
+
+
+def cached_page(name: tuple, render: Callable[[], str]) -> str:
+    """A shop page rendered once for all anonymous visitors and kept until the shop's catalog,
+    stock or look changes (per host, scheme and language); each response gets its own nonce.
+
+    A rendering that wrote to the session or made a CSRF token is personal and is not kept.
+    """
+    if not _same_for_every_visitor():
+        return render()
+    front = current_front()
+    tokens = cache.versions(front.tenant_id)
+    if tokens is None:
+        return render()
+    key = ("page", *name, front.tenant_id, request.host, request.scheme, str(get_locale()),
+           *tokens)
+    page = cache.lookup("pages", key)
+    if page is cache.MISSING:
+        with nonce_stand_in(NONCE_STAND_IN):
+            page = render()
+        personal = session.modified or current_app.config.get(
+            "WTF_CSRF_FIELD_NAME", "csrf_token") in g
+        if not personal:
+            cache.keep("pages", key, page)
+    return page.replace(NONCE_STAND_IN, csp_nonce())
 
 
 @bp.get("/")
 def home():
-    return home_page()
+    return cached_page(("home",), home_page)
 
 
 def home_page(**context) -> str:
     """The home page (the Appearance preview passes a draft shop, look and a visitor)."""
-    buyer = context.get("buyer") or current_user
-    sections = service.home_sections(current_tenant(), level_for(buyer), shop_categories())
+    sections = service.home_sections(current_front(), _shelf(context.get("buyer")))
     return render_shop("home.html", sections=sections, **context)
 
 
 @bp.get("/category/<int:category_id>")
 def category(category_id: int):
-    shop = current_tenant()
-    chosen = service.active_category(category_id)
-    items = service.category_shelf(shop, level_for(current_user), chosen)
-    return render_shop("category.html", category=chosen, items=items)
+    chosen = service.active_category(current_front(), category_id)
+    return cached_page(("category", category_id), lambda: render_shop(
+        "category.html", category=chosen, items=service.category_items(_shelf(), chosen)))
 
 
 @bp.get("/search")
 def search():
-    shop = current_tenant()
     q = service.clean_search(request.args.get("q", type=str))
-    items = service.search_shelf(shop, level_for(current_user), shop_categories(), q)
-    return render_shop("search.html", q=q, items=items)
+    return render_shop("search.html", q=q, items=service.search_items(_shelf(), q))
 
 
 @bp.get("/product/<int:product_id>")
 def product(product_id: int):
-    return product_page(product_id)
+    page = product_page(product_id)
+    if request.method == "GET":  # not HEAD: link checkers are no visitors
+        record_view(current_tenant().id, product_id)  # in memory, no database write
+    return page
 
 
 def product_page(product_id: int, form=None, status: int = 200):
@@ -159,4 +218,4 @@ def theme_static(theme: str, filename: str):
     found = theme_static_path(theme, filename)
     if found is None:
         abort(404)
-    return send_from_directory(*found)
+    return send_versioned(*found)

@@ -1,0 +1,364 @@
+"""The storefront's cache: shop data kept in each web process, made stale everywhere at once by
+version tokens that every process reads from Redis.
+
+What shop pages show is cached in the process under keys that carry version tokens:
+
+- `shop:<id>`      the shop's catalog: its row (name, theme, settings, status, locale), its
+                   categories, products, levels, level and bulk prices, markup rules, images;
+- `stock:<id>`     its own card codes (what "12 in stock" counts);
+- `platform`       the supply catalog every shop lists (and writes whose shop is unknown);
+- `platform-stock` the supply codes, shared by every shop that lists their product.
+
+A change replaces the token with a new random one right after its transaction commits (never
+before: a process reading in between would cache the old rows under the new token), so the
+next request in any process misses its cache and reads the database. Random tokens, not
+counters: a Redis restart cannot bring back a token an old entry was stored under.
+
+Changes are noticed where they are written, by the database session every service uses:
+
+1. rows changed through the ORM (after_flush): a Product, a LevelPrice, the Tenant row…;
+2. bulk ORM statements (do_orm_execute): `update(CardCode)…` reserving codes at checkout,
+   releasing them when an order expires, voiding them; the bound shop's tokens (none bound:
+   every shop's);
+3. writes that bypass the ORM call `catalog_changed()` / `stock_changed()` themselves (the
+   binary COPY of a code import).
+
+So every service — console, REST API, CLI, workers — invalidates without remembering to.
+
+Stock is a token of its own because it changes on every checkout (a reservation takes codes
+out of stock; expiry puts them back): a sale re-counts the stock (one or two indexed queries)
+and re-renders the page, while products and prices stay cached.
+
+Without Redis (tests, `flask run`) the tokens live in the process: exact for one process;
+entries then also expire after TENANT_CACHE_TTL seconds so several processes without Redis
+see each other's changes within that window, as they do for host names. When Redis fails the
+cache steps aside (pages are read from the database) for a few seconds and tries again.
+Every entry expires after STOREFRONT_CACHE_SECONDS at the latest, a bound on staleness
+should a token ever fail to be replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from contextlib import suppress
+from typing import Any
+
+from flask import Flask, current_app, g, has_request_context
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from ..appearance.models import ShopAsset
+from ..catalog.models import (
+    BulkPrice,
+    Category,
+    LevelPrice,
+    MarkupRule,
+    PriceLevel,
+    Product,
+    SupplyCategory,
+    SupplyProduct,
+)
+from ..inventory.models import CardCode, SupplyCode
+from ..tenants.models import Tenant
+from ..tenants.scoping import TENANT_KEY
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "platform"
+PLATFORM_STOCK = "platform-stock"
+REDIS_PAUSE = 10  # seconds the cache steps aside after a Redis error
+TOKEN_TTL = 24 * 3600  # an unused shop's tokens leave Redis after a day (then: a new token)
+DATA_ENTRIES = 4096  # snapshots: shop fronts, priced shelves, stock counts
+PAGE_ENTRIES = 512  # rendered pages, about 20 KB each
+
+# Rows whose change is a change of a shop's catalog (or, for supply rows, of every shop's).
+SHOP_MODELS = (Category, Product, LevelPrice, BulkPrice, MarkupRule, PriceLevel, ShopAsset)
+PLATFORM_MODELS = (SupplyProduct, SupplyCategory)
+
+_PENDING = "kameng.storefront_changes"
+_MEMO = "_kameng_versions"
+MISSING = object()
+
+
+class Entries:
+    """A thread-safe LRU map whose entries also expire."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._items: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                return MISSING
+            if found[0] < time.monotonic():
+                del self._items[key]
+                return MISSING
+            self._items.move_to_end(key)
+            return found[1]
+
+    def put(self, key: Hashable, value: Any, seconds: float) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + seconds, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class StorefrontCache:
+    """One app's cache: its entries, its tokens without Redis, its Redis client."""
+
+    def __init__(self, database_uri: str):
+        # Keys name the database: two deployments (or test runs) sharing a Redis never mix.
+        self.prefix = f"kameng:{hashlib.sha256(database_uri.encode()).hexdigest()[:10]}:front"
+        self.data = Entries(DATA_ENTRIES)
+        self.pages = Entries(PAGE_ENTRIES)
+        self.local: dict[str, str] = {}
+        self.local_lock = threading.Lock()
+        self.redis: Redis | None = None
+        self.redis_url: str | None = None
+        self.redis_paused_until = 0.0
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.pages.clear()
+        with self.local_lock:
+            self.local.clear()
+
+    def client(self, url: str) -> Redis:
+        if self.redis is None or self.redis_url != url:
+            # Short timeouts: a slow Redis must not hold pages up; the cache steps aside.
+            self.redis = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                        health_check_interval=30)
+            self.redis_url = url
+        return self.redis
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["kameng.storefront_cache"] = StorefrontCache(
+        str(app.config.get("SQLALCHEMY_DATABASE_URI", "")))
+
+
+def _cache(app: Flask | None = None) -> StorefrontCache:
+    app = app or current_app
+    cache = app.extensions.get("kameng.storefront_cache")
+    if cache is None:  # an app built without init_app (a test's second app)
+        init_app(app)
+        cache = app.extensions["kameng.storefront_cache"]
+    return cache
+
+
+def clear(app: Flask | None = None) -> None:
+    """Forget everything this process cached (tests: after emptying the database)."""
+    _cache(app).clear()
+
+
+def _enabled() -> bool:
+    return current_app.config.get("STOREFRONT_CACHE_SECONDS", 300) > 0
+
+
+def lifetime() -> float:
+    """Seconds an entry may live: STOREFRONT_CACHE_SECONDS, and without Redis no longer than
+    host names are cached (other processes cannot tell this one about their changes)."""
+    seconds = current_app.config.get("STOREFRONT_CACHE_SECONDS", 300)
+    if not current_app.config.get("REDIS_URL"):
+        seconds = min(seconds, current_app.config.get("TENANT_CACHE_TTL", 5))
+    return seconds
+
+
+# -- version tokens -------------------------------------------------------------------------
+
+
+def _names(tenant_id: int) -> tuple[str, str, str, str]:
+    return f"shop:{tenant_id}", f"stock:{tenant_id}", PLATFORM, PLATFORM_STOCK
+
+
+def _new_token() -> str:
+    return secrets.token_hex(8)
+
+
+def versions(tenant_id: int) -> tuple[str, str, str, str] | None:
+    """The shop's tokens (shop, stock, platform, platform stock), read once per request;
+    None when the cache is off or Redis is failing (then nothing may be cached)."""
+    memo = g.get(_MEMO) if has_request_context() else None
+    if memo is not None and tenant_id in memo:
+        return memo[tenant_id]
+    found = _read_tokens(_names(tenant_id)) if _enabled() else None
+    if has_request_context():
+        if memo is None:
+            memo = g._kameng_versions = {}
+        memo[tenant_id] = found
+    return found
+
+
+def _read_tokens(names: tuple[str, ...]) -> tuple[str, ...] | None:
+    cache = _cache()
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        with cache.local_lock:
+            return tuple(cache.local.setdefault(name, _new_token()) for name in names)
+    if time.monotonic() < cache.redis_paused_until:
+        return None
+    keys = [f"{cache.prefix}:{name}" for name in names]
+    try:
+        redis = cache.client(url)
+        values = redis.mget(keys)
+        if None in values:  # never set, or expired: start it with a token nobody has used
+            with redis.pipeline(transaction=False) as pipe:
+                for key, value in zip(keys, values, strict=True):
+                    if value is None:
+                        pipe.set(key, _new_token(), nx=True, ex=TOKEN_TTL)
+                pipe.execute()
+            values = redis.mget(keys)
+    except RedisError as error:
+        cache.redis_paused_until = time.monotonic() + REDIS_PAUSE
+        log.warning("storefront cache: Redis unavailable (%s); reading from the database", error)
+        return None
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
+
+
+def publish(names: Iterable[str]) -> None:
+    """Give each named token a new value, in this process and in Redis (after a commit)."""
+    names = sorted(set(names))
+    if not names:
+        return
+    cache = _cache()
+    with cache.local_lock:
+        for name in names:
+            cache.local[name] = _new_token()
+    if has_request_context():
+        g.pop(_MEMO, None)  # this request reads the new tokens from now on
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        return
+    try:
+        with cache.client(url).pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.set(f"{cache.prefix}:{name}", _new_token(), ex=TOKEN_TTL)
+            pipe.execute()
+    except RedisError as error:
+        # Other processes keep their entries until they expire (STOREFRONT_CACHE_SECONDS).
+        log.warning("storefront cache: could not publish a change of %s (%s)", names, error)
+
+
+# -- noticing changes -------------------------------------------------------------------------
+
+
+def _note(session: Session, name: str) -> None:
+    session.info.setdefault(_PENDING, set()).add(name)
+
+
+def catalog_changed(tenant_id: int | None = None, session: Session | None = None) -> None:
+    """A shop's catalog (None: the supply catalog, i.e. every shop's) changed in this
+    transaction: its pages are read afresh once the transaction commits."""
+    from ..extensions import db
+
+    _note(session or db.session(), f"shop:{tenant_id}" if tenant_id is not None else PLATFORM)
+
+
+def stock_changed(tenant_id: int | None = None, session: Session | None = None) -> None:
+    """A shop's codes (None: supply codes, shared by every shop) went in or out of stock in
+    this transaction."""
+    from ..extensions import db
+
+    _note(session or db.session(),
+          f"stock:{tenant_id}" if tenant_id is not None else PLATFORM_STOCK)
+
+
+def _name_for_row(obj: object) -> str | None:
+    if isinstance(obj, Tenant):
+        return f"shop:{obj.id}" if obj.id is not None else None
+    if isinstance(obj, SHOP_MODELS):
+        return f"shop:{obj.tenant_id}" if obj.tenant_id is not None else PLATFORM
+    if isinstance(obj, CardCode):
+        return f"stock:{obj.tenant_id}" if obj.tenant_id is not None else PLATFORM_STOCK
+    if isinstance(obj, PLATFORM_MODELS):
+        return PLATFORM
+    if isinstance(obj, SupplyCode):
+        return PLATFORM_STOCK
+    return None
+
+
+@event.listens_for(Session, "after_flush")
+def _note_changed_rows(session: Session, flush_context) -> None:
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        name = _name_for_row(obj)
+        if name is not None and (obj not in session.dirty or session.is_modified(obj)):
+            _note(session, name)
+
+
+def _name_for_statement(model: type, tenant_id: int | None) -> str | None:
+    if issubclass(model, Tenant):
+        return PLATFORM  # which shops an UPDATE of tenants touched is not known: all of them
+    if issubclass(model, SHOP_MODELS):
+        return f"shop:{tenant_id}" if tenant_id is not None else PLATFORM
+    if issubclass(model, CardCode):
+        return f"stock:{tenant_id}" if tenant_id is not None else PLATFORM_STOCK
+    if issubclass(model, PLATFORM_MODELS):
+        return PLATFORM
+    if issubclass(model, SupplyCode):
+        return PLATFORM_STOCK
+    return None
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_bulk_statements(state) -> None:
+    if not (state.is_update or state.is_delete or state.is_insert):
+        return
+    tenant_id = state.session.info.get(TENANT_KEY)  # the tenant guard confines the statement
+    for mapper in state.all_mappers:
+        name = _name_for_statement(mapper.class_, tenant_id)
+        if name is not None:
+            _note(state.session, name)
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_after_commit(session: Session) -> None:
+    names = session.info.pop(_PENDING, None)
+    if names:
+        with suppress(RuntimeError):  # no app context: no process cache to tell
+            publish(names)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+# -- reading through the cache ------------------------------------------------------------------
+
+
+def cached(store: str, key: tuple, load: Callable[[], Any]) -> Any:
+    """The entry at `key` (which must carry the version tokens it depends on), loaded and kept
+    on a miss. `store` is "data" (snapshots) or "pages" (rendered pages)."""
+    entries = getattr(_cache(), store)
+    value = entries.get(key)
+    if value is MISSING:
+        value = load()
+        entries.put(key, value, lifetime())
+    return value
+
+
+def lookup(store: str, key: tuple) -> Any:
+    return getattr(_cache(), store).get(key)
+
+
+def keep(store: str, key: tuple, value: Any) -> None:
+    getattr(_cache(), store).put(key, value, lifetime())
