@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from .audit.service import Actor
+from .billing.service import ensure_default_plans
 from .catalog.models import Product
 from .catalog.service import (
     create_product,
@@ -108,18 +110,24 @@ def seed_demo() -> list[DemoLogin]:
     else:
         _ensure_password(admin, ADMIN_PASSWORD)
 
+    # The plans shown on the landing page; the demo shops run on Pro (in its trial).
+    plans = {plan.code: plan for plan in ensure_default_plans()}
     for slug, name, owner_email, owner_password, buyer_email, buyer_password in SHOPS:
         tenant = db.session.scalar(select(Tenant).where(Tenant.slug == slug))
         if tenant is None:
             tenant = create_tenant(
-                slug=slug, name=name, owner_email=owner_email, owner_password=owner_password
+                slug=slug, name=name, owner_email=owner_email, owner_password=owner_password,
+                plan=plans.get("pro"),
             )
         with tenant_scope(tenant.id):
             owner = db.session.scalar(select(StaffUser).where(StaffUser.email == owner_email))
             if owner is None:
-                create_staff(tenant, email=owner_email, password=owner_password, role="owner")
+                owner = create_staff(tenant, email=owner_email, password=owner_password,
+                                     role="owner")
             else:
                 _ensure_password(owner, owner_password)
+            if owner.email_confirmed_at is None:  # demo addresses receive no mail
+                owner.email_confirmed_at = datetime.now(UTC)
             stock_new_shop(tenant)
             # Money in the shop's wallet at the platform, so it can sell supply products.
             ledger.transfer(f"demo:funding:{slug}", "platform_funding",

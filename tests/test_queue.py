@@ -243,7 +243,8 @@ def test_paid_orders_wait_out_a_redis_outage_and_are_delivered_after(
 
 def test_the_ticker_enqueues_each_periodic_job_once_per_interval(app, queued):
     first = Ticker(app).tick()
-    assert set(first) == {"relay_outbox", "expire_orders", "reconcile", "low_stock_alerts"}
+    assert set(first) == {"relay_outbox", "expire_orders", "reconcile", "low_stock_alerts",
+                          "bill_shops", "flush_views", "sync_upstream", "clean_nonces"}
     assert Ticker(app).tick() == []  # a second worker's ticker: nothing is due yet
     drain(queued)  # and the jobs themselves run cleanly on an empty database
 

@@ -23,7 +23,7 @@ from ..errors import DomainError
 from ..extensions import db
 from ..forms import EmptyForm
 from ..ledger import service as ledger
-from ..merchant.console import console_blueprint, staff_actor
+from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..money import format_money
 from ..superadmin.console import platform_actor, platform_blueprint
 from ..tenants import service as tenants
@@ -37,6 +37,7 @@ from .models import PaymentAccount, PlatformPaymentAccount
 log = logging.getLogger(__name__)
 
 bp = console_blueprint("shop_payments", __name__)
+guard_blueprint(bp, read="payments.manage", write="payments.manage")
 platform_bp = platform_blueprint("platform_payments_admin", __name__)
 
 STATEMENT_LINES = 50

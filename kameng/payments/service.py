@@ -116,6 +116,17 @@ def receive_notification(tenant: Tenant | None, gateway_name: str, *, owner: str
     except DomainError as error:
         db.session.rollback()
         return _refuse(str(error), gateway_name)
+    if tenant is None and _is_shop_topup(event.reference):
+        # Shop billing, not a buyer's payment: a shop paid the platform's own account to top
+        # up its wallet at the platform (kameng.billing.topups applies it and commits).
+        from ..billing.topups import apply_topup_event
+
+        problem = apply_topup_event(event, gateway_name)
+        if problem:
+            db.session.rollback()
+            return _refuse(problem, gateway_name)
+        body, status, response_headers = gateway.acknowledge()
+        return NotifyOutcome(status, body, response_headers)
     shop_id = tenant.id if tenant is not None else event.tenant_id
     if shop_id is None or (event.tenant_id is not None and event.tenant_id != shop_id):
         return _refuse("the event names another shop", gateway_name)
@@ -158,6 +169,12 @@ def receive_notification(tenant: Tenant | None, gateway_name: str, *, owner: str
         db.session.commit()
     body, status, response_headers = gateway.acknowledge()
     return NotifyOutcome(status, body, response_headers, order.id if paid_now else None)
+
+
+def _is_shop_topup(reference: str | None) -> bool:
+    from ..billing.topups import is_topup_reference
+
+    return is_topup_reference(reference)
 
 
 def _platform_gateway(name: str):

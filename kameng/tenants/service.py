@@ -62,8 +62,13 @@ def create_tenant(
     owner_password: str,
     theme: str = "default",
     locale: str = "zh_CN",
+    plan=None,
 ) -> Tenant:
-    """Create a live shop on `<slug>.<PLATFORM_DOMAIN>` with its owner account."""
+    """Create a live shop on `<slug>.<PLATFORM_DOMAIN>` with its owner account.
+
+    With a `plan` (kameng.billing Plan) the shop is subscribed to it from today and its supply
+    catalog is listed at the plan's default markup; without one the platform runs the shop
+    unbilled and without plan limits (the platform's own or hand-made shops)."""
     slug = check_slug(slug)
     name = (name or "").strip()
     if not name or len(name) > 120:
@@ -77,7 +82,11 @@ def create_tenant(
     db.session.flush()
     with tenant_scope(tenant.id):
         create_staff(tenant, email=owner_email, password=owner_password, role="owner")
-        stock_new_shop(tenant)
+        stock_new_shop(tenant, markup_bp=plan.default_markup_bp if plan is not None else None)
+    if plan is not None:
+        from ..billing.service import start_subscription
+
+        start_subscription(tenant, plan)
     db.session.flush()
     return tenant
 
@@ -97,8 +106,10 @@ def list_tenants(search: str = "") -> list[Tenant]:
     return list(db.session.scalars(query))
 
 
-def _set_status(tenant: Tenant, status: str) -> Tenant:
+def _set_status(tenant: Tenant, status: str, reason: str = "") -> Tenant:
     tenant.status = status
+    # "manual" (the platform) or "unpaid" (billing, which resumes the shop once it has paid).
+    tenant.suspension_reason = reason
     db.session.flush()
     return tenant
 
@@ -107,7 +118,7 @@ def suspend_tenant(tenant: Tenant) -> Tenant:
     """Close the shop to buyers (503); its data and its console stay."""
     if tenant.status == "suspended":
         raise Conflict(f"The shop '{tenant.slug}' is already suspended.")
-    return _set_status(tenant, "suspended")
+    return _set_status(tenant, "suspended", "manual")
 
 
 def resume_tenant(tenant: Tenant) -> Tenant:

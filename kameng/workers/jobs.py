@@ -129,3 +129,36 @@ def low_stock_alerts() -> int:
     from ..inventory.alerts import send_low_stock_alerts
 
     return send_low_stock_alerts()
+
+
+@job
+def bill_shops() -> int:
+    """Shop billing: new periods and their invoices, payment from wallets, reminders,
+    suspension and resumption (idempotent: one monthly invoice per shop and period)."""
+    from ..billing.service import run_billing
+
+    return run_billing().invoices
+
+
+@job
+def flush_views() -> int:
+    """Product page views counted in Redis, into product_view_counts (for the dashboards)."""
+    from ..reports.product_views import flush_views as flush
+
+    return flush()
+
+
+@job
+def clean_nonces() -> int:
+    """Forget API nonces older than 10 minutes (a signature that old is refused anyway)."""
+    from ..api.service import clean_nonces as clean
+
+    return clean()
+
+
+@job
+def sync_upstream() -> int:
+    """Refresh price and stock of products bought from upstream Kameng shops."""
+    from ..api.upstream import sync_all
+
+    return sync_all()

@@ -17,6 +17,10 @@ SCHEDULE = {
     "expire_orders": 30,  # unpaid orders past their time give their stock back
     "reconcile": 60,  # paid but undelivered: re-enqueue
     "low_stock_alerts": 300,
+    "bill_shops": 3600,  # shop billing: invoices, wallet payments, reminders, suspension
+    "clean_nonces": 300,  # API nonces older than 10 minutes
+    "sync_upstream": 900,  # price and stock of products from upstream Kameng shops
+    "flush_views": 30,  # product page views counted in Redis -> product_view_counts
 }
 
 

@@ -25,6 +25,10 @@ POLICIES = {
     "reconcile": ("default", 120, []),
     "expire_orders": ("default", 120, []),
     "low_stock_alerts": ("default", 120, []),
+    "bill_shops": ("default", 900, []),
+    "clean_nonces": ("default", 120, []),
+    "sync_upstream": ("default", 600, []),
+    "flush_views": ("default", 60, []),
 }
 
 
