@@ -20,7 +20,7 @@ from ..audit.service import record
 from ..errors import DomainError
 from ..extensions import db
 from ..forms import Form
-from ..merchant.console import console_blueprint, staff_actor
+from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..rows import row_by_id
 from ..superadmin.console import platform_blueprint
 from ..tenants import service as tenants
@@ -29,6 +29,7 @@ from ..tenants.models import Tenant
 from .models import MailMessage
 
 bp = console_blueprint("shop_mail", __name__)
+guard_blueprint(bp, read="mail.view", write="mail.manage")
 platform_bp = platform_blueprint("platform_mail", __name__)
 
 PAGE_SIZE = 50

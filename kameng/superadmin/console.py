@@ -9,7 +9,7 @@ from ..audit.service import Actor
 from ..extensions import login as login_manager
 from ..tenants.scoping import enter_platform_scope
 
-PUBLIC_ENDPOINTS = {"superadmin.login"}
+PUBLIC_ENDPOINTS = {"superadmin.login", "superadmin.login_code"}
 
 
 def require_platform_staff():

@@ -1,22 +1,41 @@
-"""The super-admin console on the admin host: log in, list, create, suspend and resume shops."""
+"""The super-admin console on the admin host: log in (with the two-factor code step), shops
+(list, search, create, detail, suspend and resume, read-only support sessions, staff two-factor
+resets), the super-admins themselves and one's own two-factor login."""
 
 from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import func, select
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
 
-from ..errors import DomainError
+from ..audit.service import record
+from ..errors import DomainError, NotFound
 from ..extensions import db
-from ..forms import EmptyForm
+from ..forms import EmptyForm, Form
 from ..members.models import Customer
 from ..merchant.models import StaffUser
+from ..security import impersonation as support_links
+from ..security import totp
 from ..security.auth import login_rate_limited
-from ..security.login import login_flow, logout_flow
+from ..security.login import (
+    ConsoleLogin,
+    TwoFactorForm,
+    code_step_rate_limited,
+    login_flow,
+    logout_flow,
+    two_factor_flow,
+)
 from ..tenants import service as tenants
+from ..tenants.hosts import public_url, subdomain_host
 from ..tenants.models import Tenant
-from .console import platform_blueprint
+from . import service as platform_users
+from .console import platform_actor, platform_blueprint
 from .forms import TenantForm
+from .models import PlatformUser
 from .service import authenticate_platform_user
 
 bp = platform_blueprint("superadmin", __name__)
@@ -24,7 +43,11 @@ bp = platform_blueprint("superadmin", __name__)
 
 @bp.get("/")
 def index():
-    return redirect(url_for(".tenant_list"))
+    return redirect(url_for("platform_reports.overview"))
+
+
+def _console_login() -> ConsoleLogin:
+    return ConsoleLogin(PlatformUser, None, url_for(".login_code"))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -34,7 +57,15 @@ def login():
         authenticate_platform_user,
         template="superadmin/login.html",
         success_url=url_for(".tenant_list"),
+        console=_console_login(),
     )
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@code_step_rate_limited
+def login_code():
+    return two_factor_flow(_console_login(), template="superadmin/login_code.html",
+                           login_url=url_for(".login"))
 
 
 @bp.post("/logout")
@@ -101,6 +132,20 @@ def _tenant_or_404(tenant_id: int) -> Tenant:
     return tenant
 
 
+def _billing_of(tenant: Tenant) -> dict:
+    """Plan, wallet and recent invoices of a shop (read straight from the billing tables)."""
+    from ..billing.models import Invoice, Subscription
+    from ..ledger import service as ledger
+
+    subscription = db.session.scalar(
+        select(Subscription).where(Subscription.tenant_id == tenant.id))
+    invoices = db.session.scalars(
+        select(Invoice).where(Invoice.tenant_id == tenant.id)
+        .order_by(Invoice.period_start.desc(), Invoice.id.desc()).limit(12)).all()
+    wallet = ledger.shop_wallet(tenant.id, tenant.currency)
+    return {"subscription": subscription, "invoices": invoices, "wallet": wallet}
+
+
 @bp.get("/tenants/<int:tenant_id>")
 def tenant_detail(tenant_id: int):
     tenant = _tenant_or_404(tenant_id)
@@ -118,15 +163,17 @@ def tenant_detail(tenant_id: int):
         action=EmptyForm(),
         shop_url=tenants.shop_url(tenant),
         console_url=tenants.shop_url(tenant, "/admin/"),
+        **_billing_of(tenant),
     )
 
 
-def _change_status(tenant_id: int, change, done: str):
+def _change_status(tenant_id: int, change, done: str, action: str):
     tenant = _tenant_or_404(tenant_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
     try:
         change(tenant)
+        record(platform_actor(), action, tenant_id=tenant.id, target=tenant.slug)
     except DomainError as error:
         db.session.rollback()
         flash(error.message, "error")
@@ -141,9 +188,186 @@ def _change_status(tenant_id: int, change, done: str):
 
 @bp.post("/tenants/<int:tenant_id>/suspend")
 def tenant_suspend(tenant_id: int):
-    return _change_status(tenant_id, tenants.suspend_tenant, "suspended")
+    return _change_status(tenant_id, tenants.suspend_tenant, "suspended", "tenant.suspend")
 
 
 @bp.post("/tenants/<int:tenant_id>/resume")
 def tenant_resume(tenant_id: int):
-    return _change_status(tenant_id, tenants.resume_tenant, "resumed")
+    return _change_status(tenant_id, tenants.resume_tenant, "resumed", "tenant.resume")
+
+
+def _confirm_button() -> None:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+
+
+@bp.post("/tenants/<int:tenant_id>/impersonate")
+def tenant_impersonate(tenant_id: int):
+    """Open the shop's console as read-only support: a one-time link valid for 60 seconds."""
+    tenant = _tenant_or_404(tenant_id)
+    _confirm_button()
+    token = support_links.issue(tenant.id, current_user.id)
+    record(platform_actor(), "tenant.impersonate", tenant_id=tenant.id, target=tenant.slug)
+    db.session.commit()
+    return redirect(public_url(subdomain_host(tenant.slug), f"/admin/impersonate/{token}"))
+
+
+@bp.post("/tenants/<int:tenant_id>/staff/<int:staff_id>/reset-2fa")
+def tenant_staff_reset_2fa(tenant_id: int, staff_id: int):
+    """Turn off a shop staff member's two-factor login (they lost their phone)."""
+    tenant = _tenant_or_404(tenant_id)
+    staff = db.session.scalar(select(StaffUser).where(StaffUser.id == staff_id,
+                                                      StaffUser.tenant_id == tenant.id))
+    if staff is None:
+        abort(404)
+    _confirm_button()
+    totp.reset(staff)
+    record(platform_actor(), "auth.2fa_reset", tenant_id=tenant.id, target=staff.email)
+    db.session.commit()
+    flash(_("Two-factor login of %(email)s is off; they log in with their password and may "
+            "set it up again.", email=staff.email))
+    return redirect(url_for(".tenant_detail", tenant_id=tenant.id))
+
+
+# -- super-admin accounts --------------------------------------------------------------------
+
+
+class PlatformUserForm(Form):
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Length(max=254)])
+    name = StringField(_l("Name (optional)"), validators=[Length(max=120)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=256)])
+
+
+def _accounts_page(form: PlatformUserForm | None = None, status: int = 200):
+    return render_template(
+        "superadmin/accounts.html", users=platform_users.list_platform_users(),
+        form=form or PlatformUserForm(formdata=None), action=EmptyForm(formdata=None),
+    ), status
+
+
+@bp.get("/staff")
+def account_list():
+    return _accounts_page()
+
+
+@bp.post("/staff")
+def account_create():
+    form = PlatformUserForm()
+    if not form.validate_on_submit():
+        return _accounts_page(form, 422)
+    try:
+        user = platform_users.create_platform_user(
+            email=form.email.data, password=form.password.data, name=form.name.data or "")
+        record(platform_actor(), "platform_user.created", tenant_id=None, target=user.email)
+    except DomainError as error:
+        db.session.rollback()
+        form.fail(error)
+        return _accounts_page(form, 422)
+    db.session.commit()
+    flash(_("%(email)s is a super-admin now.", email=user.email))
+    return redirect(url_for(".account_list"))
+
+
+def _account_change(user_id: int, change, done: str):
+    try:
+        user = platform_users.get_platform_user(user_id)
+    except NotFound:
+        abort(404)
+    _confirm_button()
+    try:
+        change(user)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+    else:
+        db.session.commit()
+        flash(done % {"email": user.email})
+    return redirect(url_for(".account_list"))
+
+
+@bp.post("/staff/<int:user_id>/disable")
+def account_disable(user_id: int):
+    return _account_change(
+        user_id, lambda u: platform_users.set_platform_user_active(u, False,
+                                                                   actor=platform_actor()),
+        _("%(email)s is disabled and logged out."))
+
+
+@bp.post("/staff/<int:user_id>/enable")
+def account_enable(user_id: int):
+    return _account_change(
+        user_id, lambda u: platform_users.set_platform_user_active(u, True,
+                                                                   actor=platform_actor()),
+        _("%(email)s may log in again."))
+
+
+def _reset_platform_2fa(user: PlatformUser) -> None:
+    totp.reset(user)
+    record(platform_actor(), "auth.2fa_reset", tenant_id=None, target=user.email)
+
+
+@bp.post("/staff/<int:user_id>/reset-2fa")
+def account_reset_2fa(user_id: int):
+    return _account_change(user_id, _reset_platform_2fa,
+                           _("Two-factor login of %(email)s is off."))
+
+
+# -- one's own two-factor login ----------------------------------------------------------------
+
+
+def _security_page(code_form: TwoFactorForm | None = None, status: int = 200):
+    account = current_user
+    secret = totp.pending_secret(account)
+    uri = totp.provisioning_uri(secret, account.email, "Kameng platform") if secret else None
+    return render_template(
+        "superadmin/security.html", account=account, secret=secret,
+        grouped=totp.grouped(secret) if secret else "",
+        qr=totp.qr_svg(uri) if uri else None, uri=uri,
+        code_form=code_form or TwoFactorForm(formdata=None), action=EmptyForm(formdata=None),
+    ), status
+
+
+@bp.get("/account/security")
+def security():
+    return _security_page()
+
+
+@bp.post("/account/security/setup")
+def security_setup():
+    _confirm_button()
+    try:
+        totp.begin_setup(current_user)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+    else:
+        db.session.commit()
+    return redirect(url_for(".security"))
+
+
+def _security_change(change, action: str, done: str):
+    form = TwoFactorForm()
+    if not form.validate_on_submit():
+        return _security_page(form, 422)
+    try:
+        change(current_user, form.code.data)
+    except DomainError as error:
+        db.session.rollback()
+        form.fail(error)
+        return _security_page(form, 422)
+    record(platform_actor(), action, tenant_id=None, target=current_user.email)
+    db.session.commit()
+    flash(done)
+    return redirect(url_for(".security"))
+
+
+@bp.post("/account/security/confirm")
+def security_confirm():
+    return _security_change(totp.confirm_setup, "auth.2fa_enabled",
+                            _("Two-factor login is on. From now on you log in with a code "
+                              "from your app."))
+
+
+@bp.post("/account/security/disable")
+def security_disable():
+    return _security_change(totp.disable, "auth.2fa_disabled", _("Two-factor login is off."))

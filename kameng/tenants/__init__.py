@@ -14,16 +14,29 @@ def init_app(app: Flask) -> None:
 
 
 def enter_site() -> None:
-    """Resolve the request's site; on a shop host bind the shop to the database session."""
+    """Resolve the request's site; on a shop host bind the shop to the database session.
+
+    Buyer pages learn whether the shop is open from its cached front (kameng/storefront), so
+    an anonymous visit to a cached page reads nothing from the database; the shop console
+    reads the shop's row.
+    """
     g.pop("_kameng_site", None)  # computed afresh for every request
     g.pop("_kameng_tenant", None)
+    g.pop("_kameng_front", None)
     site = current_site()
     if site.kind != SHOP:
         return
+    if site.tenant_id is None:
+        abort(404, description="unknown-host")
+    bind_tenant(site.tenant_id)
     try:
-        tenant = current_tenant()
+        if site.area == "storefront":
+            from ..storefront.views import current_front
+
+            is_active = current_front().is_active
+        else:
+            is_active = current_tenant().is_active
     except LookupError:
         abort(404, description="unknown-host")
-    bind_tenant(tenant.id)
-    if site.area == "storefront" and not tenant.is_active:
+    if site.area == "storefront" and not is_active:
         abort(503)
