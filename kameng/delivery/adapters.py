@@ -535,6 +535,25 @@ class KamengAdapter(Adapter):
                                f"/api/v1/orders/{quote(reference, safe='')}")
         return self._result(answer)
 
+    def fetch(self, supplier, credentials: dict, path: str) -> Any:
+        """GET a JSON resource of the upstream shop's API (its products, for imports and the
+        price sync): the parsed answer, UpstreamRetry (try later) or DomainError (refused)."""
+        answer = self._request(supplier, credentials, "GET", path)
+        _refuse_redirects_and_5xx(answer)
+        if answer.status >= 400:
+            message = ""
+            try:
+                data = answer.json()
+                error = data.get("error") if isinstance(data, dict) else None
+                if isinstance(error, dict):
+                    message = " ".join(_as_text(error.get(k)) for k in ("code", "message"))
+            except UpstreamError:
+                pass
+            host = urlsplit(supplier.base_url).hostname
+            raise DomainError(f"{host} refused: {_short(message or answer.text, 200) or ''}"
+                              f" (HTTP {answer.status})")
+        return _json_or_retry(answer)
+
     def test(self, supplier, credentials):
         answer = self._request(supplier, credentials, "GET", "/api/v1/wallet")
         host = urlsplit(supplier.base_url).hostname

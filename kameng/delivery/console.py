@@ -20,7 +20,7 @@ from ..audit.service import Actor, record
 from ..errors import DomainError
 from ..extensions import db
 from ..forms import EmptyForm
-from ..merchant.console import console_blueprint, staff_actor
+from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..superadmin.console import platform_actor, platform_blueprint
 from ..tenants.hosts import current_tenant
 from . import suppliers
@@ -31,6 +31,7 @@ from .models import Supplier
 log = logging.getLogger(__name__)
 
 shop_bp = console_blueprint("shop_suppliers", __name__)
+guard_blueprint(shop_bp, read="suppliers.manage", write="suppliers.manage")
 platform_bp = platform_blueprint("platform_suppliers", __name__)
 
 

@@ -1,0 +1,278 @@
+"""Console pages of the API: a shop's API keys (/admin/api-keys: keys of staff members and of
+agent buyers — created with their scopes, shown once, revoked, last use) and its upstream
+Kameng shops (/admin/upstream: browse, import, sync now); the platform's super-admin keys
+(/api-keys on the admin host).
+
+Only a shop's owner and managers manage keys and imports. A secret is shown on the page that
+created it and never again (the page is not cached)."""
+
+from __future__ import annotations
+
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask_login import current_user
+from wtforms import SelectChoice, SelectField, SelectMultipleField, StringField
+from wtforms.validators import Length
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from ..audit.service import record
+from ..errors import DomainError
+from ..extensions import db
+from ..forms import EmptyForm, Form
+from ..merchant.console import console_blueprint, staff_actor
+from ..merchant.models import StaffUser
+from ..superadmin.console import platform_actor, platform_blueprint
+from ..tenants.hosts import current_tenant
+from . import service as keys
+from . import upstream
+from .models import ApiKey
+
+shop_bp = console_blueprint("shop_api", __name__)
+platform_bp = platform_blueprint("platform_api_keys", __name__)
+
+MANAGERS = ("owner", "manager")
+
+
+class ScopesField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+def _scope_choices(scopes: dict[str, str]) -> list[SelectChoice]:
+    return [SelectChoice(name, f"{name}: {what}") for name, what in scopes.items()]
+
+
+class StaffKeyForm(Form):
+    owner = SelectField("Staff member", coerce=int, validate_choice=False)
+    name = StringField("Name (what uses it)", validators=[Length(max=80)])
+    scopes = ScopesField("Scopes", choices=_scope_choices(keys.STAFF_SCOPES))
+
+
+class BuyerKeyForm(Form):
+    owner = SelectField("Agent buyer", coerce=int, validate_choice=False)
+    name = StringField("Name (what uses it)", validators=[Length(max=80)])
+    scopes = ScopesField("Scopes", choices=_scope_choices(keys.BUYER_SCOPES))
+
+
+class PlatformKeyForm(Form):
+    name = StringField("Name (what uses it)", validators=[Length(max=80)])
+
+
+@shop_bp.before_request
+def _managers_only():
+    if current_user.is_authenticated and getattr(current_user, "role", "") not in MANAGERS:
+        abort(403)
+
+
+def _confirm_button() -> None:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+
+
+def _secret_page(template: str, key: ApiKey, secret: str, **context):
+    response = make_response(render_template(template, key=key, secret=secret, **context))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- a shop's keys ----------------------------------------------------------------------------
+
+
+def _staff_choices() -> list[SelectChoice]:
+    from sqlalchemy import select
+
+    return [SelectChoice(s.id, f"{s.email} ({s.role})") for s in db.session.scalars(
+        select(StaffUser).where(StaffUser.active.is_(True)).order_by(StaffUser.email))]
+
+
+def _keys_page(staff_form=None, buyer_form=None, status: int = 200):
+    shop = current_tenant()
+    staff_form = staff_form or StaffKeyForm(formdata=None, data={"scopes": ["catalog"]})
+    buyer_form = buyer_form or BuyerKeyForm(formdata=None,
+                                            data={"scopes": ["catalog", "orders"]})
+    staff_form.owner.choices = _staff_choices()
+    agents = keys.agent_customers()
+    buyer_form.owner.choices = [SelectChoice(c.id, c.email) for c in agents]
+    rows = keys.list_keys(shop.id)
+    return render_template(
+        "api/keys.html", keys=rows, owners=keys.owner_labels(rows), staff_form=staff_form,
+        buyer_form=buyer_form, action=EmptyForm(formdata=None),
+        agent_level=keys.agent_level(), agent_name=keys.AGENT_LEVEL_NAME,
+        staff_scopes=keys.STAFF_SCOPES, buyer_scopes=keys.BUYER_SCOPES), status
+
+
+@shop_bp.get("/api-keys")
+def key_list():
+    return _keys_page()
+
+
+def _create(form, create, kind: str):
+    shop = current_tenant()
+    forms = {"staff": (form, None), "customer": (None, form)}[kind]
+    if not form.validate_on_submit():
+        return _keys_page(*forms, status=422)
+    try:
+        new = create(shop.id, form.owner.data, scopes=form.scopes.data, name=form.name.data)
+        record(staff_actor(), "api_key.created", tenant_id=shop.id, target=new.key.key_id,
+               owner_kind=kind, owner_id=new.key.owner_id, scopes=new.key.scopes)
+    except DomainError as error:
+        db.session.rollback()
+        form.fail(error)
+        return _keys_page(*forms, status=422)
+    db.session.commit()
+    return _secret_page("api/key_created.html", new.key, new.secret,
+                        owner=keys.owner_labels([new.key])[new.key.id],
+                        back=url_for(".key_list"))
+
+
+@shop_bp.post("/api-keys/staff")
+def key_create_staff():
+    return _create(StaffKeyForm(), keys.create_staff_key, "staff")
+
+
+@shop_bp.post("/api-keys/buyer")
+def key_create_buyer():
+    return _create(BuyerKeyForm(), keys.create_buyer_key, "customer")
+
+
+@shop_bp.post("/api-keys/<int:key_pk>/revoke")
+def key_revoke(key_pk: int):
+    _confirm_button()
+    shop = current_tenant()
+    try:
+        key = keys.get_key(shop.id, key_pk)
+    except DomainError:
+        abort(404)
+    if keys.revoke_key(key):
+        record(staff_actor(), "api_key.revoked", tenant_id=shop.id, target=key.key_id)
+        flash(f"Key {key.key_id} is revoked: requests signed with it are refused from now on.")
+    db.session.commit()
+    return redirect(url_for(".key_list"))
+
+
+# -- upstream Kameng shops ------------------------------------------------------------------
+
+
+@shop_bp.get("/upstream")
+def upstream_list():
+    shop = current_tenant()
+    suppliers = upstream.kameng_suppliers(shop.id)
+    return render_template("api/upstream.html", suppliers=suppliers,
+                           products=upstream.imported_products(),
+                           names={s.id: s.name for s in suppliers}, action=EmptyForm())
+
+
+@shop_bp.get("/upstream/<int:supplier_id>")
+def upstream_browse(supplier_id: int):
+    shop = current_tenant()
+    supplier = _kameng_supplier_or_404(supplier_id)
+    offers, problem = [], ""
+    try:
+        offers = sorted(upstream.fetch_offers(supplier).values(), key=lambda o: o.id)
+    except DomainError as error:
+        problem = error.message
+    db.session.rollback()
+    imported = {p.supplier_product: p for p in upstream.imported_products(supplier.id)}
+    return render_template("api/upstream_browse.html", supplier=supplier, offers=offers,
+                           problem=problem, imported=imported, action=EmptyForm(),
+                           currency=shop.currency)
+
+
+def _kameng_supplier_or_404(supplier_id: int):
+    from ..delivery.suppliers import get_supplier
+
+    try:
+        supplier = get_supplier(current_tenant().id, supplier_id)
+    except DomainError:
+        abort(404)
+    if supplier.adapter != "kameng":
+        abort(404)
+    return supplier
+
+
+@shop_bp.post("/upstream/<int:supplier_id>/import")
+def upstream_import(supplier_id: int):
+    _confirm_button()
+    shop = current_tenant()
+    supplier = _kameng_supplier_or_404(supplier_id)
+    try:
+        products = upstream.import_products(shop, supplier.id, request.form.getlist("products"))
+        record(staff_actor(), "upstream.imported", tenant_id=shop.id, target=supplier.name,
+               products=[p.supplier_product for p in products])
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return redirect(url_for(".upstream_browse", supplier_id=supplier.id))
+    db.session.commit()
+    flash(f"{len(products)} product(s) imported from {supplier.name}. Your markup rules price "
+          "them; set a product rule under Pricing to change one.")
+    return redirect(url_for(".upstream_list"))
+
+
+@shop_bp.post("/upstream/<int:supplier_id>/sync")
+def upstream_sync(supplier_id: int):
+    _confirm_button()
+    shop = current_tenant()
+    supplier = _kameng_supplier_or_404(supplier_id)
+    try:
+        report = upstream.sync_supplier(shop, supplier)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return redirect(url_for(".upstream_list"))
+    db.session.commit()
+    flash(f"Synced {report.updated} product(s) from {supplier.name}: {report.repriced} new "
+          f"price(s), {report.gone} no longer offered.")
+    return redirect(url_for(".upstream_list"))
+
+
+# -- the platform's keys -----------------------------------------------------------------------
+
+
+def _platform_page(form=None, status: int = 200):
+    rows = keys.list_keys(None)
+    return render_template("api/platform_keys.html", keys=rows,
+                           form=form or PlatformKeyForm(formdata=None),
+                           action=EmptyForm(formdata=None),
+                           owners=_platform_owner_labels(rows)), status
+
+
+def _platform_owner_labels(rows: list[ApiKey]) -> dict[int, str]:
+    from ..superadmin.models import PlatformUser
+
+    users = {u.id: u.email for u in db.session.query(PlatformUser).all()} if rows else {}
+    return {k.id: users.get(k.owner_id, f"#{k.owner_id} (gone)") for k in rows}
+
+
+@platform_bp.route("/", methods=["GET", "POST"], endpoint="key_list")
+def platform_key_list():
+    if request.method == "GET":
+        return _platform_page()
+    form = PlatformKeyForm()
+    if not form.validate_on_submit():
+        return _platform_page(form, 422)
+    try:
+        new = keys.create_platform_key(current_user.id, name=form.name.data)
+        record(platform_actor(), "api_key.created", tenant_id=None, target=new.key.key_id,
+               owner_kind="platform")
+    except DomainError as error:
+        db.session.rollback()
+        form.fail(error)
+        return _platform_page(form, 422)
+    db.session.commit()
+    return _secret_page("api/platform_key_created.html", new.key, new.secret,
+                        owner=current_user.email, back=url_for(".key_list"))
+
+
+@platform_bp.post("/<int:key_pk>/revoke")
+def key_revoke_platform(key_pk: int):
+    _confirm_button()
+    try:
+        key = keys.get_key(None, key_pk)
+    except DomainError:
+        abort(404)
+    if keys.revoke_key(key):
+        record(platform_actor(), "api_key.revoked", tenant_id=None, target=key.key_id)
+        flash(f"Key {key.key_id} is revoked.")
+    db.session.commit()
+    return redirect(url_for(".key_list"))
+
