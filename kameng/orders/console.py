@@ -21,7 +21,7 @@ from ..errors import Conflict, DomainError
 from ..extensions import db
 from ..forms import EmptyForm
 from ..inventory.models import CardCode, SupplyCode
-from ..merchant.console import console_blueprint, staff_actor
+from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..payments import registry
 from ..rows import row_by_id
 from ..workers.outbox import after_payment
@@ -30,6 +30,8 @@ from .forms_console import MarkPaidForm, RefundForm, fulfil_form
 from .models import ORDER_STATUSES, Order, OrderLine
 
 bp = console_blueprint("shop_orders", __name__)
+guard_blueprint(bp, read="orders.view", write="orders.money", order_fulfil="orders.fulfil",
+                order_retry="orders.fulfil", order_codes_reveal="codes.reveal")
 
 PAGE_SIZE = 50
 MOST_SHOWN = 1000  # "show more" stops here; narrow the list with the filters instead
@@ -132,7 +134,7 @@ def _input_labels(line: OrderLine) -> list[tuple[str, str]]:
 
 
 def _detail_page(order: Order, *, paid_form=None, refund_form=None, fulfil=None,
-                 status: int = 200):
+                 revealed=None, status: int = 200):
     counts = _code_counts(order)
     lines = [LineRow(line=line, inputs=_input_labels(line),
                      codes_sold=counts.get((line.id, "sold"), 0),
@@ -146,13 +148,27 @@ def _detail_page(order: Order, *, paid_form=None, refund_form=None, fulfil=None,
         can_mark_paid=order.status in MARK_PAID_FROM, can_cancel=order.status in CANCEL_FROM,
         can_refund=order.status in REFUND_FROM,
         can_fulfil=order.status in FULFIL_FROM,
-        can_retry=order.status in RETRY_FROM,
+        can_retry=order.status in RETRY_FROM, revealed=revealed,
     ), status
 
 
 @bp.get("/orders/<int:order_id>")
 def order_detail(order_id: int):
     return _detail_page(orders.get_order(order_id))
+
+
+@bp.post("/orders/<int:order_id>/codes/reveal")
+def order_codes_reveal(order_id: int):
+    """Owners and managers may look at what the buyer received (guarded: codes.reveal);
+    every look is audited."""
+    order = orders.get_order(order_id)
+    _confirm_button()
+    items = [(line, values) for line, values in orders.delivered_items(order) if values]
+    record(staff_actor(), "codes.reveal", tenant_id=order.tenant_id, target=order.number,
+           count=sum(len(values) for _, values in items))
+    db.session.commit()
+    body, status = _detail_page(order, revealed=items)
+    return body, status, {"Cache-Control": "no-store"}
 
 
 def _refused(order_id: int, error: DomainError, **forms):

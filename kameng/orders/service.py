@@ -162,6 +162,8 @@ def checkout(tenant: Tenant, request: CheckoutRequest) -> Placed:
         _check_coupon_use(coupon, customer=request.customer, email=email)
     level = catalog.level_for(request.customer)
     priced = quote(tenant, product, level, request.qty, coupon)
+    if product.upstream_stock is not None and priced.qty > product.upstream_stock:
+        raise inventory.SoldOut(product.upstream_stock)  # an upstream shop's last known stock
     answers = catalog.check_buyer_input(product, request.inputs)
     points = _points_to_use(tenant, request.customer, request.use_points, priced.total)
     points_value = points * max(1, int(points_settings(tenant)["point_value"]))
@@ -174,7 +176,10 @@ def checkout(tenant: Tenant, request: CheckoutRequest) -> Placed:
         email=email, currency=priced.currency, subtotal=priced.subtotal,
         coupon_discount=priced.coupon, total=priced.total, points_used=points,
         points_value=points_value, amount_due=priced.total - points_value,
-        cost_total=priced.cost * priced.qty, coupon_id=coupon.id if coupon else None,
+        # The platform's supply cost, held on the shop's wallet below. A product bought from
+        # an upstream Kameng shop has a cost too (line.unit_cost), but it is paid there.
+        cost_total=priced.cost * priced.qty if product.is_supply else 0,
+        coupon_id=coupon.id if coupon else None,
         coupon_code=priced.coupon_code, level_id=level.id if level else None,
         payment_method=request.payment_method, ip=request.ip[:64],
         test_mode=bool((tenant.settings or {}).get("test_mode")),

@@ -23,7 +23,10 @@ from ..money import parse_amount
 from ..payments import service as payments
 from ..payments.gateways.base import ReturnUrls
 from ..payments.registry import BALANCE, available_methods
+from ..reports import service as reports
+from ..reports.console import csv_response
 from ..storefront.views import product_page, render_shop
+from ..support import service as support
 from ..tenants.hosts import absolute_url_for, current_tenant
 from ..workers.outbox import after_payment
 from . import service as orders
@@ -78,7 +81,7 @@ def _remember(order: Order) -> None:
     session[SEEN_KEY] = [*seen, order.id]
 
 
-def _order_for_token(token: str) -> Order:
+def order_for_token(token: str) -> Order:
     order = orders.order_by_token(token)
     if order is None:
         abort(404)
@@ -94,7 +97,7 @@ def _urls(token: str) -> ReturnUrls:
 def pay(token: str):
     """Take the buyer to the order's payment method (or confirm a wallet payment)."""
     shop = current_tenant()
-    order = _order_for_token(token)
+    order = order_for_token(token)
     if order.status != "pending":
         return redirect(url_for(".order_page", token=token))
     if order.payment_method == BALANCE:
@@ -148,16 +151,19 @@ def _pay_from_wallet(shop, order: Order, token: str):
 
 @bp.get("/order/<token>")
 def order_page(token: str):
-    order = _order_for_token(token)
+    order = order_for_token(token)
     _remember(order)
     return _render_order(order, token=token)
 
 
 def _render_order(order: Order, token: str | None = None):
-    items = orders.delivered_items(order) if order.status in ("delivered", "refunded") else []
+    done = order.status in ("delivered", "refunded")
+    items = orders.delivered_items(order) if done else []
+    tickets = support.tickets_of_order(order) if done else []  # only delivered ones have any
     response = render_shop(
         "orders/order.html", order=order, items=items, token=token,
         refresh=order.status in REFRESHING, cancel_form=EmptyForm(),
+        tickets=tickets, can_report=support.can_open_ticket(order, tickets),
     )
     # The page can carry codes: never cached, never sent as a Referer to other sites.
     return response, 200, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -165,7 +171,13 @@ def _render_order(order: Order, token: str | None = None):
 
 @bp.get("/orders/<number>")
 def order_by_number(number: str):
-    """An order this browser looked up, or one of the logged-in buyer's own orders."""
+    return _render_order(order_for_number(number))
+
+
+def order_for_number(number: str) -> Order:
+    """An order this browser looked up, or one of the logged-in buyer's own orders (else 404).
+
+    With order_for_token, the one rule for a buyer's order pages (after-sales pages too)."""
     order = None
     if current_user.is_authenticated:
         order = next((o for o in orders.orders_of_customer(current_user) if o.number == number),
@@ -175,7 +187,7 @@ def order_by_number(number: str):
                       if o is not None and o.number == number), None)
     if order is None:
         abort(404)
-    return _render_order(order)
+    return order
 
 
 def _lookup_key() -> str:
@@ -241,9 +253,23 @@ def wallet():
     ), status
 
 
+@bp.get("/account/wallet.csv")
+def wallet_csv():
+    """The buyer's (or agent's) own wallet statement as CSV, within ?start=&end= (YYYY-MM-DD)."""
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    shop = current_tenant()
+    period = reports.parse_range(request.args.get("start"), request.args.get("end"),
+                                 default_days=90)
+    account = ledger.buyer_wallet(current_user, shop.currency)
+    db.session.commit()  # the account may have just been created
+    body = reports.statement_csv(reports.statement_lines(account, period), shop.currency)
+    return csv_response(body, f"wallet-{shop.slug}-{period.first}-{period.last}.csv")
+
+
 @bp.post("/order/<token>/cancel")
 def cancel(token: str):
-    order = _order_for_token(token)
+    order = order_for_token(token)
     if EmptyForm().validate_on_submit() and order.status == "pending":
         orders.cancel_order(order, actor=order.email)
         db.session.commit()

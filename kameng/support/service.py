@@ -4,9 +4,10 @@ with a reason. Every step is on the order's timeline, and each side is told by m
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 
 from ..catalog.models import Product
 from ..errors import Conflict, DomainError, NotFound
@@ -14,29 +15,45 @@ from ..extensions import db
 from ..inventory.models import CardCode, SupplyCode
 from ..inventory.service import claim_codes, code_stock
 from ..mail.service import queue_mail, shop_recipients
+from ..members.models import Customer
 from ..orders.models import Order, OrderLine
 from ..orders.service import refund_order
 from ..orders.states import note
 from ..rows import row_by_id
-from .models import TICKET_REASONS, Ticket, TicketMessage
+from .models import TICKET_REASONS, TICKET_STATUSES, Ticket, TicketMessage
 
 MAX_MESSAGE = 4000
 OPEN_STATUSES = ("open", "answered")
+ACTIVE = "active"  # the list filter for open and answered tickets together
+
+
+def N_(message: str) -> str:
+    """Marks a message for the translation catalog; the pages translate it when they show it
+    (services also run outside a request, where there is no visitor's language)."""
+    return message
 
 
 def _text(body: str) -> str:
     body = (body or "").strip()
     if not body:
-        raise DomainError("Write a message.", field="message")
+        raise DomainError(N_("Write a message."), field="message")
     if len(body) > MAX_MESSAGE:
-        raise DomainError(f"A message is at most {MAX_MESSAGE} characters.", field="message")
+        raise DomainError(N_("A message is at most 4000 characters."), field="message")
     return body
 
 
 def get_ticket(ticket_id: int) -> Ticket:
     ticket = row_by_id(Ticket, ticket_id)
     if ticket is None:
-        raise NotFound("No such ticket.")
+        raise NotFound(N_("No such ticket."))
+    return ticket
+
+
+def ticket_of_order(order: Order, ticket_id: int) -> Ticket:
+    """One of the order's tickets (NotFound for a ticket of another order)."""
+    ticket = row_by_id(Ticket, ticket_id)
+    if ticket is None or ticket.order_id != order.id:
+        raise NotFound(N_("No such ticket."))
     return ticket
 
 
@@ -45,25 +62,57 @@ def tickets_of_order(order: Order) -> list[Ticket]:
         select(Ticket).where(Ticket.order_id == order.id).order_by(Ticket.id.desc())))
 
 
+def tickets_of_customer(customer: Customer, limit: int = 50) -> list[tuple[Ticket, Order]]:
+    """A registered buyer's tickets on their own orders, newest first, with each order."""
+    rows = db.session.execute(
+        select(Ticket, Order).join(Order, Order.id == Ticket.order_id)
+        .where(Order.customer_id == customer.id).order_by(Ticket.id.desc()).limit(limit))
+    return [(ticket, order) for ticket, order in rows]
+
+
+def can_open_ticket(order: Order, tickets: list[Ticket]) -> bool:
+    """Whether the buyer may report a problem now: a delivered purchase with no open ticket
+    (`tickets` are the order's, from tickets_of_order)."""
+    return (order.kind == "purchase" and order.status == "delivered"
+            and not any(t.status in OPEN_STATUSES for t in tickets))
+
+
 def list_tickets(status: str = "", limit: int = 200) -> list[Ticket]:
-    """The bound shop's tickets, open ones first when no status is given."""
-    query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
-    if status:
+    """The bound shop's tickets, newest first; with no status, open ones before closed ones.
+
+    `status` is one of TICKET_STATUSES, or ACTIVE for open and answered ones."""
+    query = select(Ticket).limit(limit)
+    if status == ACTIVE:
+        query = query.where(Ticket.status.in_(OPEN_STATUSES))
+    elif status:
         query = query.where(Ticket.status == status)
-    return list(db.session.scalars(query))
+    if not status:
+        query = query.order_by(case((Ticket.status.in_(OPEN_STATUSES), 0), else_=1))
+    return list(db.session.scalars(query.order_by(Ticket.id.desc())))
+
+
+def ticket_counts() -> dict[str, int]:
+    """How many tickets the bound shop has in each status (every status present, maybe 0)."""
+    counts = dict.fromkeys(TICKET_STATUSES, 0)
+    for status, number in db.session.execute(
+            select(Ticket.status, func.count()).group_by(Ticket.status)):
+        counts[status] = number
+    return counts
 
 
 def open_ticket(order: Order, *, reason: str, message: str) -> Ticket:
     """A buyer reports a problem with a delivered order (one open ticket per order)."""
     if order.status != "delivered" or order.kind != "purchase":
-        raise Conflict("A ticket can be opened on a delivered order.")
+        raise Conflict(N_("A ticket can be opened on a delivered order."))
     if reason not in TICKET_REASONS:
-        raise DomainError("Choose what is wrong.", field="reason")
+        raise DomainError(N_("Choose what is wrong."), field="reason")
     body = _text(message)
+    # Lock the order's row (PostgreSQL) so that two quick submissions make one ticket.
+    db.session.execute(select(Order.id).where(Order.id == order.id).with_for_update())
     already = db.session.scalar(select(func.count()).select_from(Ticket).where(
         Ticket.order_id == order.id, Ticket.status.in_(OPEN_STATUSES)))
     if already:
-        raise Conflict("This order already has an open ticket: add to it instead.")
+        raise Conflict(N_("This order already has an open ticket: add to it instead."))
     ticket = Ticket(tenant_id=order.tenant_id, order_id=order.id, email=order.email,
                     reason=reason, status="open")
     db.session.add(ticket)
@@ -82,7 +131,7 @@ def open_ticket(order: Order, *, reason: str, message: str) -> Ticket:
 def add_message(ticket: Ticket, *, author: str, email: str, body: str) -> TicketMessage:
     """A reply on an open ticket: from the buyer ("buyer") or the shop ("staff")."""
     if ticket.status not in OPEN_STATUSES:
-        raise Conflict("This ticket is closed.")
+        raise Conflict(N_("This ticket is closed."))
     message = TicketMessage(tenant_id=ticket.tenant_id, ticket_id=ticket.id, author=author,
                             author_email=email, body=_text(body))
     db.session.add(message)
@@ -114,15 +163,19 @@ def sold_codes(order: Order) -> list[tuple[OrderLine, int]]:
 
 def replace_codes(ticket: Ticket, code_ids: list[int], *, actor: str, message: str = "") -> int:
     """Give the buyer a new code from stock for each reported one; the old ones are voided and
-    can never be sold again. All or nothing (the caller rolls back on an error)."""
+    can never be sold again. All or nothing (the caller rolls back on an error).
+
+    Each replacement is on the order's timeline with the ids of the voided and the new code
+    (event data), so the ticket page can show the buyer their new codes."""
     if ticket.status not in OPEN_STATUSES:
-        raise Conflict("This ticket is closed.")
+        raise Conflict(N_("This ticket is closed."))
     order = db.session.get(Order, ticket.order_id)
     held = {code_id: line for line, code_id in sold_codes(order)}
     chosen = [code_id for code_id in dict.fromkeys(code_ids) if code_id in held]
     if not chosen or len(chosen) != len(set(code_ids)):
-        raise DomainError("Choose codes of this order to replace.", field="codes")
+        raise DomainError(N_("Choose codes of this order to replace."), field="codes")
     now = datetime.now(UTC)
+    known = set(held)
     for code_id in chosen:
         line = held[code_id]
         product = row_by_id(Product, line.product_id)
@@ -133,7 +186,7 @@ def replace_codes(ticket: Ticket, code_ids: list[int], *, actor: str, message: s
             update(model).where(model.id == code_id, model.status == "sold")
             .values(status="void").execution_options(synchronize_session=False)).rowcount
         if voided != 1:
-            raise Conflict("The order's codes changed meanwhile; reload and try again.")
+            raise Conflict(N_("The order's codes changed meanwhile; reload and try again."))
         values = {"status": "sold", "order_id": order.id, "order_line_id": line.id,
                   "sold_at": now}
         if model is SupplyCode:
@@ -141,8 +194,12 @@ def replace_codes(ticket: Ticket, code_ids: list[int], *, actor: str, message: s
         if claim_codes(model, product_id, 1, values) != 1:
             raise DomainError(f"No code of '{line.title}' is in stock to replace it: import "
                               "codes first, or refund.")
+        new_id = _new_code_of(model, line, order.tenant_id, known)
+        known.add(new_id)
         note(order, f"Ticket #{ticket.id}: code #{code_id} voided and replaced by a new code "
-                    f"of '{line.title}'", actor=actor)
+                    f"of '{line.title}'", actor=actor,
+             data={"ticket_id": ticket.id, "line_id": line.id, "voided_code_id": code_id,
+                   "new_code_id": new_id})
     _close(ticket, "resolved", "replaced", actor=actor)
     _tell_buyer(ticket, order, f"New code for your order {order.number}",
                 (message.strip() + "\n\n" if message.strip() else "")
@@ -151,9 +208,45 @@ def replace_codes(ticket: Ticket, code_ids: list[int], *, actor: str, message: s
     return len(chosen)
 
 
+def _new_code_of(model, line: OrderLine, tenant_id: int, known: set[int]) -> int:
+    """The id of the code just sold on `line` (the one sold code of it not in `known`)."""
+    query = select(model.id).where(model.order_line_id == line.id, model.status == "sold",
+                                   model.id.not_in(known))
+    if model is SupplyCode:
+        query = query.where(SupplyCode.tenant_id == tenant_id)
+    return db.session.scalar(query.order_by(model.id.desc()).limit(1))
+
+
+def replacement_items(ticket: Ticket) -> list[tuple[OrderLine, list[str]]]:
+    """The codes this ticket gave the buyer in place of reported ones, per line (plaintext,
+    for the buyer's ticket page only); codes voided since (a later refund) are left out."""
+    from ..security.crypto import keyring
+
+    order = db.session.get(Order, ticket.order_id)
+    new_ids: dict[int, list[int]] = defaultdict(list)
+    for event in order.events:
+        data = event.data or {}
+        if data.get("ticket_id") == ticket.id and data.get("new_code_id"):
+            new_ids[data["line_id"]].append(data["new_code_id"])
+    items = []
+    for line in order.lines:
+        if line.id not in new_ids:
+            continue
+        model = SupplyCode if line.supply_product_id else CardCode
+        query = select(model.ciphertext).where(
+            model.id.in_(new_ids[line.id]), model.order_line_id == line.id,
+            model.status == "sold").order_by(model.id)
+        if model is SupplyCode:
+            query = query.where(SupplyCode.tenant_id == order.tenant_id)
+        values = [keyring().decrypt(blob) for blob in db.session.scalars(query)]
+        if values:
+            items.append((line, values))
+    return items
+
+
 def refund_ticket(ticket: Ticket, *, to: str, actor: str, message: str = "") -> None:
     if ticket.status not in OPEN_STATUSES:
-        raise Conflict("This ticket is closed.")
+        raise Conflict(N_("This ticket is closed."))
     order = db.session.get(Order, ticket.order_id)
     refund_order(order, to=to, actor=actor, reason=f"ticket #{ticket.id}")
     _close(ticket, "resolved", "refunded", actor=actor)
@@ -166,7 +259,7 @@ def refund_ticket(ticket: Ticket, *, to: str, actor: str, message: str = "") -> 
 
 def decline_ticket(ticket: Ticket, *, reason: str, actor: str) -> None:
     if ticket.status not in OPEN_STATUSES:
-        raise Conflict("This ticket is closed.")
+        raise Conflict(N_("This ticket is closed."))
     why = _text(reason)
     order = db.session.get(Order, ticket.order_id)
     db.session.add(TicketMessage(tenant_id=ticket.tenant_id, ticket_id=ticket.id,
@@ -177,8 +270,16 @@ def decline_ticket(ticket: Ticket, *, reason: str, actor: str) -> None:
 
 
 def _close(ticket: Ticket, status: str, resolution: str, *, actor: str) -> None:
-    ticket.status, ticket.resolution = status, resolution
-    ticket.updated_at = datetime.now(UTC)
+    """Close an open ticket with a compare-and-set: of two resolutions sent at once (a double
+    click, two staff members) only the first applies; the other raises and is rolled back."""
+    db.session.flush()
+    closed = db.session.execute(
+        update(Ticket).where(Ticket.id == ticket.id, Ticket.status.in_(OPEN_STATUSES))
+        .values(status=status, resolution=resolution, updated_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.expire(ticket, ["status", "resolution", "updated_at"])
+    if closed != 1:
+        raise Conflict(N_("This ticket was closed meanwhile: reload the page."))
     order = db.session.get(Order, ticket.order_id)
     note(order, f"Ticket #{ticket.id} {status} ({resolution})", actor=actor)
 
