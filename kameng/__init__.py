@@ -78,6 +78,11 @@ def create_app(config: dict | None = None) -> Flask:
     login.session_protection = "basic"
     pages.init_app(app)
     headers.init_app(app)
+    from . import static_files
+    from .storefront import cache as storefront_cache
+
+    static_files.init_app(app)
+    storefront_cache.init_app(app)
     from . import i18n
 
     i18n.init_app(app)
@@ -106,7 +111,16 @@ def _sqlite_pragmas(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     app.url_map.converters["int"] = RowIdConverter
+    from .api import platform as _platform_api  # noqa: F401 - its routes, before registering
+    from .api.console import platform_bp as platform_api_keys
+    from .api.console import shop_bp as shop_api_console
+    from .api.views import platform_api, shop_api
     from .appearance.console import bp as shop_appearance
+    from .audit.console import platform_bp as platform_audit
+    from .audit.console import shop_bp as shop_audit
+    from .billing.console import bp as platform_billing
+    from .billing.shop_console import bp as shop_billing
+    from .billing.views import bp as billing_notify
     from .catalog.console import bp as shop_catalog
     from .delivery.console import platform_bp as platform_suppliers
     from .delivery.console import shop_bp as shop_suppliers
@@ -116,6 +130,7 @@ def _register_blueprints(app: Flask) -> None:
     from .mail.console import bp as shop_mail
     from .mail.console import platform_bp as platform_mail
     from .members.views import bp as members
+    from .merchant.staff_console import bp as shop_staff
     from .merchant.views import bp as merchant
     from .orders.console import bp as shop_orders
     from .orders.views import bp as orders
@@ -123,34 +138,57 @@ def _register_blueprints(app: Flask) -> None:
     from .payments.console import platform_bp as platform_payments_admin
     from .payments.views import bp as payments
     from .payments.views import platform_bp as platform_payments
+    from .reports.console import bp as shop_reports
+    from .reports.platform_console import bp as platform_reports
     from .storefront.views import bp as storefront
     from .superadmin.supply import bp as supply
     from .superadmin.views import bp as superadmin
+    from .support.console import bp as shop_support
+    from .support.views import bp as support
+    from .tenants.console import bp as shop_domains
     from .tenants.hosts import ADMIN, LANDING, SHOP
     from .webhooks.console import bp as shop_webhooks
     from .workers.console import bp as queue_health
 
     app.register_blueprint(landing, subdomain=LANDING)
     app.register_blueprint(platform_payments, subdomain=LANDING)
+    app.register_blueprint(billing_notify, subdomain=LANDING)
+    app.register_blueprint(platform_billing, subdomain=ADMIN, url_prefix="/billing")
+    app.register_blueprint(shop_billing, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(superadmin, subdomain=ADMIN)
+    app.register_blueprint(platform_audit, subdomain=ADMIN)
     app.register_blueprint(supply, subdomain=ADMIN, url_prefix="/supply")
     app.register_blueprint(supply_codes, subdomain=ADMIN, url_prefix="/supply")
     app.register_blueprint(platform_payments_admin, subdomain=ADMIN, url_prefix="/payments")
     app.register_blueprint(platform_suppliers, subdomain=ADMIN, url_prefix="/suppliers")
     app.register_blueprint(platform_mail, subdomain=ADMIN, url_prefix="/mail")
     app.register_blueprint(queue_health, subdomain=ADMIN, url_prefix="/queues")
+    app.register_blueprint(platform_reports, subdomain=ADMIN, url_prefix="/dashboard")
     app.register_blueprint(merchant, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_staff, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_domains, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_audit, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_catalog, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_codes, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_orders, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_support, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_payments, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_appearance, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_suppliers, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_webhooks, subdomain=SHOP, url_prefix="/admin")
     app.register_blueprint(shop_mail, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_reports, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(shop_api_console, subdomain=SHOP, url_prefix="/admin")
+    app.register_blueprint(platform_api_keys, subdomain=ADMIN, url_prefix="/api-keys")
+    # The REST API: signed requests, no cookies, so no CSRF tokens (kameng/api/auth.py).
+    app.register_blueprint(shop_api, subdomain=SHOP, url_prefix="/api/v1")
+    app.register_blueprint(platform_api, subdomain=ADMIN, url_prefix="/api/v1")
+    csrf.exempt(shop_api)
+    csrf.exempt(platform_api)
     app.register_blueprint(storefront, subdomain=SHOP)
     app.register_blueprint(members, subdomain=SHOP)
     app.register_blueprint(orders, subdomain=SHOP)
+    app.register_blueprint(support, subdomain=SHOP)
     app.register_blueprint(payments, subdomain=SHOP)
 
     # The language switch works on every kind of site.
@@ -159,12 +197,14 @@ def _register_blueprints(app: Flask) -> None:
     app.add_url_rule("/lang/<code>", endpoint="choose_language", view_func=choose_language,
                      subdomain="<_site>")
 
-    # The console's own static files are served on every kind of site.
+    # The console's own static files are served on every kind of site (versioned URLs).
+    from .static_files import app_static
+
     app.static_folder = "static"
     app.add_url_rule(
         "/static/<path:filename>",
         endpoint="static",
-        view_func=app.send_static_file,
+        view_func=app_static,
         subdomain="<_site>",
     )
 

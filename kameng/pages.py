@@ -53,6 +53,10 @@ def render_error(code: int, message: str | None = None, title: str | None = None
     site = g.get("_kameng_site")
     shop = g.get("_kameng_tenant")
     try:
+        if shop is None and g.get("_kameng_front") is not None:
+            from .tenants.hosts import current_tenant
+
+            shop = current_tenant()  # a buyer page that had not needed the shop's row yet
         if shop is not None and site.area == "storefront":
             from .storefront.views import shop_page_context
 
@@ -76,6 +80,10 @@ def render_error(code: int, message: str | None = None, title: str | None = None
 def _http_error(error: HTTPException):
     if error.code is None or error.code < 400:
         return error
+    if _api_request():  # the REST API answers in its own JSON shape, never a page
+        from .api.errors import http_error
+
+        return http_error(error)
     message = None
     if isinstance(error, CSRFError):
         message = (
@@ -97,12 +105,26 @@ def _http_error(error: HTTPException):
     return response
 
 
+def _api_request() -> bool:
+    from .api.errors import is_api_request
+
+    return is_api_request()
+
+
 def _domain_error(error: DomainError):
+    if _api_request():
+        from .api.errors import domain_error
+
+        return domain_error(error)
     return render_error(error.status_code, error.message)
 
 
 def _unexpected_error(error: Exception):
     if current_app.testing and not current_app.config.get("RENDER_500_IN_TESTS"):
         raise error  # let the failing test show the real traceback
+    if _api_request():
+        from .api.errors import unexpected_error
+
+        return unexpected_error(error)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return render_error(500)

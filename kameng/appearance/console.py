@@ -21,7 +21,7 @@ from ..audit.service import record
 from ..errors import DomainError
 from ..extensions import db
 from ..forms import EmptyForm
-from ..merchant.console import console_blueprint, staff_actor
+from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..storefront.views import home_page
 from ..tenants.hosts import current_tenant
 from ..tenants.models import Tenant
@@ -30,6 +30,7 @@ from .forms import appearance_form
 from .service import Draft, effective_theme, theme_schema
 
 bp = console_blueprint("shop_appearance", __name__)
+guard_blueprint(bp, read="appearance.edit", write="appearance.edit")
 
 
 class ShopPreview:

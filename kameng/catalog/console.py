@@ -17,7 +17,7 @@ from ..extensions import db
 from ..forms import EmptyForm
 from ..inventory.models import SupplyCode
 from ..inventory.service import available_stock
-from ..merchant.console import console_blueprint
+from ..merchant.console import console_blueprint, guard_blueprint
 from ..merchant.service import mark_notice_read
 from ..money import ROUNDINGS, decimal_string, format_money, percent_string
 from ..tenants.hosts import current_tenant
@@ -39,6 +39,8 @@ from .models import DELIVERY_KINDS, Category, Coupon, Product, SupplyCategory
 from .pricing import QuoteError, markup_rule_for, quote
 
 bp = console_blueprint("shop_catalog", __name__)
+guard_blueprint(bp, read="catalog.view", write="catalog.edit", notice_read="notices.read",
+                coupon_batch_csv="catalog.edit")
 
 
 @bp.app_template_filter("money")

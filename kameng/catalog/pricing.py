@@ -5,11 +5,16 @@ prices, the buyer's level, the quantity, a coupon and the time) and returns a `Q
 whole breakdown in integer minor units. Checkout, the storefront and the consoles all call it;
 clients never send prices.
 
-    base  = own price, or supply cost + markup (most specific rule), rounded by the rule
+    base  = own price, or cost + markup (most specific rule), rounded by the rule
     level = base minus the level's discount, or the level's explicit price if that is lower
     unit  = the lower of the level price and the best bulk price for the quantity,
-            never below cost for a supply product
-    total = unit * qty - coupon (never below cost * qty for a supply product)
+            never below cost for a product that has one
+    total = unit * qty - coupon (never below cost * qty for a product that has a cost)
+
+A product has a cost when it is a listing of a supply product (the platform's cost) or is
+bought from an upstream Kameng shop (`upstream_cost`, its price there, kept in sync by
+kameng/api/upstream.py): both are priced by the markup rules and never sold below cost. An own
+product has no cost: its price is the shop's.
 """
 
 from __future__ import annotations
@@ -31,9 +36,9 @@ class QuoteError(DomainError):
 class Quote:
     currency: str
     qty: int
-    cost: int  # unit cost to the shop (supply listing), 0 for an own product
+    cost: int  # unit cost to the shop (supply listing, upstream product), 0 for an own one
     base: int  # unit price before the buyer's level and bulk breaks
-    markup: int  # base - cost for a supply listing (before the cost floor)
+    markup: int  # base - cost for a product with a cost (before the cost floor)
     tier: int  # unit discount from the buyer's level (>= 0)
     bulk: int  # further unit discount from a bulk price break (>= 0)
     unit: int  # final unit price
@@ -72,10 +77,18 @@ def marked_up(cost: int, rule) -> int:
     return apply_rounding(raised, rule.rounding)
 
 
+def unit_cost(product) -> int | None:
+    """What one unit costs the shop — the supply cost of a listing, the upstream price of a
+    product bought from another Kameng shop — or None for an own product (no cost floor)."""
+    if product.supply is not None:
+        return product.supply.cost
+    return getattr(product, "upstream_cost", None)
+
+
 def base_price(tenant, product) -> tuple[int, int]:
     """(cost, base) of one unit before the buyer's level and bulk breaks."""
-    if product.supply is not None:
-        cost = product.supply.cost
+    cost = unit_cost(product)
+    if cost is not None:
         return cost, marked_up(cost, markup_rule_for(tenant.markup_rules, product))
     return 0, product.price or 0
 
@@ -130,12 +143,13 @@ def quote(tenant, product, buyer_level, qty: int, coupon=None, *, now: datetime 
     if not isinstance(qty, int) or isinstance(qty, bool) or qty < low or qty > high:
         raise QuoteError(f"Choose a quantity from {low} to {high}.", field="qty")
     cost, base = base_price(tenant, product)
+    has_cost = unit_cost(product) is not None
     level_unit = _level_unit(product, buyer_level, base)
     bulk_unit = _bulk_unit(product, qty)
     unit = level_unit if bulk_unit is None else min(level_unit, bulk_unit)
     notes = []
     floor_lifted = False
-    if product.supply is not None and unit < cost:
+    if has_cost and unit < cost:
         unit, floor_lifted = cost, True
         notes.append("Raised to the cost price.")
     subtotal = unit * qty
@@ -145,7 +159,7 @@ def quote(tenant, product, buyer_level, qty: int, coupon=None, *, now: datetime 
         if problem:
             raise QuoteError(problem, field="coupon")
         wanted = apply_percent(subtotal, coupon.value) if coupon.kind == "percent" else coupon.value
-        floor = cost * qty if product.supply is not None else 0
+        floor = cost * qty if has_cost else 0
         discount = max(0, min(wanted, subtotal - floor))
         if discount < wanted:
             notes.append("The coupon is limited so the price stays at or above cost.")
@@ -154,7 +168,7 @@ def quote(tenant, product, buyer_level, qty: int, coupon=None, *, now: datetime 
         qty=qty,
         cost=cost,
         base=base,
-        markup=base - cost if product.supply is not None else 0,
+        markup=base - cost if has_cost else 0,
         tier=base - level_unit,
         bulk=level_unit - unit if not floor_lifted and unit < level_unit else 0,
         unit=unit,

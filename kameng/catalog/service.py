@@ -43,7 +43,7 @@ from .models import (
     SupplyCategory,
     SupplyProduct,
 )
-from .pricing import base_price, marked_up, markup_rule_for
+from .pricing import base_price, marked_up, markup_rule_for, unit_cost
 
 MAX_QTY_LIMIT = 10_000
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -465,7 +465,10 @@ def unlisted_supply_products() -> list[SupplyProduct]:
 def create_product(tenant: Tenant, *, name: str, price: int, category_id: int | None = None,
                    **details) -> Product:
     """Create one of the shop's own products (its own price, its own codes)."""
+    from ..billing.service import check_product_limit
+
     _amount(price, "price", "price")
+    check_product_limit(tenant)  # the shop's plan may allow only so many own products
     if category_id is not None:
         get_category(category_id)
     product = Product(
@@ -519,8 +522,9 @@ def _rule_target(scope: str, category_id: int | None, product_id: int | None):
                                         MarkupRule.category_id == category_id)
     if scope == "product":
         product = get_product(product_id)
-        if not product.is_supply:
-            raise DomainError("Markup applies to supply products; an own product has its price.")
+        if unit_cost(product) is None:
+            raise DomainError("Markup applies to supply products and products bought from an "
+                              "upstream shop; an own product has its price.")
         return select(MarkupRule).where(MarkupRule.scope == "product",
                                         MarkupRule.product_id == product_id)
     raise DomainError("Choose shop, category or product.", field="scope")
@@ -556,13 +560,14 @@ def _refuse_below_cost(tenant: Tenant, candidate: MarkupRule, replacing: MarkupR
     rules = [r for r in tenant.markup_rules if r is not replacing and r.id != replacing.id]
     rules.append(candidate)
     for product in list_products():
-        if not product.is_supply or markup_rule_for(rules, product) is not candidate:
+        cost = unit_cost(product)
+        if cost is None or markup_rule_for(rules, product) is not candidate:
             continue
-        price = marked_up(product.supply.cost, candidate)
-        if price < product.supply.cost:
+        price = marked_up(cost, candidate)
+        if price < cost:
             raise DomainError(
                 f"This rule would sell '{product.title}' at {format_money(price, tenant.currency)}"
-                f", below its cost of {format_money(product.supply.cost, tenant.currency)}.",
+                f", below its cost of {format_money(cost, tenant.currency)}.",
                 field="value",
             )
 
@@ -678,9 +683,11 @@ def upgrade_level(customer) -> PriceLevel | None:
 
 def _floor_check(product: Product, price: int, what: str) -> None:
     _amount(price, "price", what)
-    if product.is_supply and price < product.supply.cost:
-        cost = format_money(product.supply.cost, product.supply.currency)
-        raise DomainError(f"The {what} must not be below the cost of {cost}.", field="price")
+    cost = unit_cost(product)
+    if cost is not None and price < cost:
+        shown = format_money(cost, product.supply.currency if product.is_supply
+                             else current_app.config["CURRENCY"])
+        raise DomainError(f"The {what} must not be below the cost of {shown}.", field="price")
 
 
 def set_level_price(product: Product, level: PriceLevel, price: int | None) -> None:
@@ -851,13 +858,15 @@ def set_coupon_active(coupon: Coupon, active: bool) -> Coupon:
 # -- a new shop -----------------------------------------------------------------------------------
 
 
-def stock_new_shop(tenant: Tenant) -> None:
-    """Give a new shop its buyer levels, its default markup and the whole supply catalog."""
+def stock_new_shop(tenant: Tenant, markup_bp: int | None = None) -> None:
+    """Give a new shop its buyer levels, its default markup (`markup_bp`, e.g. its plan's;
+    else the DEFAULT_MARKUP_BP setting) and the whole supply catalog."""
     ensure_default_levels(tenant)
     if db.session.scalar(select(MarkupRule).where(MarkupRule.scope == "shop")) is None:
         db.session.add(MarkupRule(
             tenant_id=tenant.id, scope="shop", kind="percent",
-            value=current_app.config["DEFAULT_MARKUP_BP"], rounding="0.01",
+            value=current_app.config["DEFAULT_MARKUP_BP"] if markup_bp is None else markup_bp,
+            rounding="0.01",
         ))
         db.session.flush()
     list_whole_supply_catalog(tenant)

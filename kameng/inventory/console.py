@@ -23,7 +23,7 @@ from ..catalog.models import DELIVERY_KINDS, Product, SupplyProduct
 from ..errors import DomainError
 from ..extensions import db
 from ..forms import EmptyForm, Form
-from ..merchant.console import console_blueprint, require_staff, staff_actor
+from ..merchant.console import console_blueprint, guard_blueprint, require_staff, staff_actor
 from ..pages import render_error
 from ..superadmin.console import platform_actor, platform_blueprint, require_platform_staff
 from .models import CODE_STATUSES
@@ -45,6 +45,7 @@ TOO_LARGE = ("What you sent is too large. Upload files of up to 64 MB, and paste
              "about 500 KB of text; split bigger batches into several files.")
 
 bp = console_blueprint("shop_codes", __name__)
+guard_blueprint(bp, read="catalog.view", write="catalog.edit", codes_export="codes.export")
 
 # The same pages for the platform's supply codes, on the admin host under /supply.
 supply_bp = platform_blueprint("supply_codes", __name__)

@@ -19,13 +19,14 @@ from ..audit.service import record
 from ..errors import DomainError
 from ..extensions import db
 from ..forms import EmptyForm, Form
-from ..merchant.console import console_blueprint, staff_actor
+from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..rows import row_by_id
 from ..tenants.hosts import current_tenant
 from . import service as webhooks
 from .models import WEBHOOK_EVENTS, WebhookDelivery, WebhookEndpoint
 
 bp = console_blueprint("shop_webhooks", __name__)
+guard_blueprint(bp, read="webhooks.manage", write="webhooks.manage")
 
 DELIVERIES_SHOWN = 50
 
