@@ -3,7 +3,8 @@
 The language of a page is the visitor's own choice (a link in every footer, remembered in
 their session), else — on a shop — the shop's default language, else the browser's preference
 between the two. Message catalogs live in kameng/translations (.po in git; the .mo files are
-compiled by `make install`, or at start-up when missing).
+compiled by `make install`, or at start-up when missing). The Chinese catalog's folder is
+`zh_Hans_CN`: Babel reads the language code zh_CN as zh_Hans_CN and looks for that folder.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import logging
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from babel.dates import get_datetime_format
 from flask import Flask, current_app, g, has_request_context, redirect, request, session
-from flask_babel import get_locale
+from flask_babel import format_date, format_time, get_locale
 
 from .extensions import babel
 
@@ -39,8 +41,14 @@ def select_locale() -> str:
 
 
 def html_lang() -> str:
-    """The language of this page for <html lang>: "zh-CN" or "en" (the visitor's choice)."""
-    return str(get_locale() or DEFAULT_LANGUAGE).replace("_", "-")
+    """The language of this page for <html lang>: "zh-CN" or "en" (the visitor's choice).
+
+    Built from language and territory: Babel reads "zh_CN" as "zh_Hans_CN", and the page
+    names its language as the language switch does ("zh-CN")."""
+    locale = get_locale()
+    if locale is None:
+        return DEFAULT_LANGUAGE.replace("_", "-")
+    return f"{locale.language}-{locale.territory}" if locale.territory else locale.language
 
 
 def here() -> str:
@@ -48,6 +56,26 @@ def here() -> str:
     when the query is unreasonably long, e.g. a pasted 5,000-character search)."""
     full = request.full_path.rstrip("?")
     return full if len(full) <= 300 else request.path
+
+
+def date_text(value) -> str:
+    """A day for people, in the page's language: "2026年11月26日" or "Nov 26, 2026"."""
+    return format_date(value, "medium") if value is not None else ""
+
+
+def time_text(value) -> str:
+    """A time of day for people, in the page's language: "15:30" or "3:30 PM"."""
+    return format_time(value, "short") if value is not None else ""
+
+
+def datetime_text(value) -> str:
+    """A moment for people, to the minute, in the page's language (times in UTC, the
+    platform's clock): "2026年11月26日 15:30" or "Nov 26, 2026, 3:30 PM"."""
+    if value is None:
+        return ""
+    pattern = get_datetime_format("medium", locale=get_locale() or DEFAULT_LANGUAGE)
+    return (str(pattern).replace("{1}", format_date(value, "medium"))
+            .replace("{0}", format_time(value, "short")))
 
 
 def init_app(app: Flask) -> None:
@@ -58,6 +86,13 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
     app.add_template_global(html_lang)
     app.add_template_global(here)
+    app.add_template_filter(date_text, "date")
+    app.add_template_filter(datetime_text, "datetime")
+    app.add_template_filter(time_text, "time")
+    from .orders.labels import movement_label, order_status_label
+
+    app.add_template_global(order_status_label)
+    app.add_template_global(movement_label)
 
 
 def _compile_if_missing() -> None:
