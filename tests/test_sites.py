@@ -1,5 +1,7 @@
 """Host -> site resolution: shops, the admin host, the landing page, unknown and suspended hosts."""
 
+import re
+
 from kameng.tenants.hosts import normalize_host
 
 
@@ -40,6 +42,16 @@ def test_bare_domain_serves_landing_page(client_for, hosts):
         assert "card shop" in page.get_data(as_text=True)
 
 
+def test_missing_trailing_slash_redirects_on_the_same_host(create_tenant, client_for, hosts):
+    # Routing names each kind of site as a pseudo-subdomain: the redirect once went to
+    # shop.demo.localhost/admin/ and admin.admin.localhost/dashboard/, hosts that do not exist.
+    create_tenant(slug="demo")
+    for host, path in (("demo.localhost:8000", "/admin"), (hosts.admin, "/dashboard")):
+        response = client_for(host).get(path)
+        assert response.status_code in (301, 308), (host, path)
+        assert response.headers["Location"] in (f"{path}/", f"http://{host}{path}/"), host
+
+
 def test_suspended_shop_answers_503_and_console_stays_reachable(create_tenant, client_for, in_app):
     from kameng.tenants.service import get_tenant, suspend_tenant
 
@@ -52,6 +64,11 @@ def test_suspended_shop_answers_503_and_console_stays_reachable(create_tenant, c
     page = client.get("/")
     assert page.status_code == 503
     assert "temporarily closed" in page.get_data(as_text=True)
+    # The closed page is styled: its theme's stylesheet is served, not another 503 page.
+    stylesheet = re.search(r'<link rel="stylesheet" href="([^"]+)"', page.get_data(as_text=True))
+    style = client.get(stylesheet.group(1))
+    style.close()  # a file response
+    assert (style.status_code, style.mimetype) == (200, "text/css")
     assert client.get("/login").status_code == 503
     assert client.get("/admin/login").status_code == 200
 

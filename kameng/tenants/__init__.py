@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, abort, g
+from flask import Flask, abort, g, request
 
 from .hosts import SHOP, HostResolver, current_site, current_tenant
 from .scoping import bind_tenant
@@ -38,5 +38,8 @@ def enter_site() -> None:
             is_active = current_tenant().is_active
     except LookupError:
         abort(404, description="unknown-host")
-    if site.area == "storefront" and not is_active:
+    # A closed shop's 503 page still needs its theme's stylesheets and scripts: they are the
+    # same files for every shop and carry nothing of the shop's own.
+    if (site.area == "storefront" and not is_active
+            and request.endpoint != "storefront.theme_static"):
         abort(503)
