@@ -9,7 +9,7 @@ from flask import Flask, request
 from jinja2 import ChoiceLoader
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, MapAdapter
 
 from .config import load_config
 from .extensions import csrf, db, limiter, login, migrate
@@ -35,7 +35,23 @@ class KamengFlask(Flask):
         if request is None:
             return super().create_url_adapter(request)
         kind = site_kind(normalize_host(request.host), self.config)
-        return self.url_map.bind_to_environ(request.environ, server_name=None, subdomain=kind)
+        adapter = self.url_map.bind_to_environ(request.environ, server_name=None, subdomain=kind)
+        adapter.__class__ = SiteMapAdapter
+        return adapter
+
+
+class SiteMapAdapter(MapAdapter):
+    """A URL adapter whose "subdomain" is a kind of site, not a label of the host name.
+
+    Werkzeug puts a rule's subdomain in front of the host for absolute URLs, so the redirect
+    from /admin to /admin/ went to shop.<shop host> and /dashboard to admin.admin.<domain>:
+    within the request's own kind of site, the host is the request's host as it is.
+    """
+
+    def get_host(self, domain_part: str | None) -> str:
+        if domain_part is None or domain_part == self.subdomain:
+            return self.server_name
+        return super().get_host(domain_part)
 
 
 class RowIdConverter(IntegerConverter):
@@ -54,9 +70,6 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.update(config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    if app.config["TRUST_PROXY"]:
-        n = app.config["TRUST_PROXY"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
     app.permanent_session_lifetime = timedelta(days=app.config["SESSION_DAYS"])
 
     from .security import headers
@@ -80,9 +93,16 @@ def create_app(config: dict | None = None) -> Flask:
     headers.init_app(app)
     from . import static_files
     from .storefront import cache as storefront_cache
+    from .storefront.fast_lane import FastLane
 
     static_files.init_app(app)
     storefront_cache.init_app(app)
+    # Shop pages kept for anonymous visitors are answered before Flask runs; ProxyFix wraps
+    # the lane, so the lane sees the forwarded host and scheme.
+    app.wsgi_app = FastLane(app, app.wsgi_app)
+    if app.config["TRUST_PROXY"]:
+        n = app.config["TRUST_PROXY"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
     from . import i18n
 
     i18n.init_app(app)

@@ -346,6 +346,7 @@ def serve_command(host: str, port: int, threads: int) -> None:
     """
     import hashlib
     import os
+    import signal
     import subprocess
 
     from waitress import serve
@@ -374,6 +375,9 @@ def serve_command(host: str, port: int, threads: int) -> None:
     else:
         click.echo("  worker       run `kameng worker` beside this (REDIS_URL is set)")
     click.echo("Press Ctrl-C to stop.")
+    # `kill` (SIGTERM) stops the server the way Ctrl-C does, so the worker and the embedded
+    # Redis stop with it instead of running on as orphans (waitress returns on SystemExit).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         serve(app, host=host, port=port, threads=threads, ident="kameng")
     finally:
@@ -385,6 +389,10 @@ def serve_command(host: str, port: int, threads: int) -> None:
                 worker.kill()
         if embedded is not None:
             embedded.shutdown()
+
+
+def _exit_on_signal(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 def register_commands(app: Flask) -> None:

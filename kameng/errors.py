@@ -2,14 +2,30 @@
 
 
 class DomainError(Exception):
-    """A rule of the domain refused an operation; `str(error)` is shown to the user."""
+    """A rule of the domain refused an operation; `str(error)` is shown to the user.
+
+    Services raise it with a lazy message, `_l("No such order.")`, so the text is translated
+    when it is shown — in the language of the page (or of the mail) showing it. The JSON API
+    reads it under `force_locale("en")`."""
 
     status_code = 400
 
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
-        self.message = message
+        self._message = message
         self.field = field
+
+    @property
+    def message(self) -> str:
+        """The message in the current language (a plain `str`, ready to flash or store)."""
+        return str(self._message)
+
+    @message.setter
+    def message(self, text: str) -> None:
+        self._message = text
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class NotFound(DomainError):

@@ -23,12 +23,13 @@ log = logging.getLogger(__name__)
 
 LANGUAGES = {"zh_CN": "简体中文", "en": "English"}
 DEFAULT_LANGUAGE = "zh_CN"
+LANGUAGE_COOKIE = "km_lang"
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 def select_locale() -> str:
     if not has_request_context():  # a job or a command: mails say it in the default language
         return current_app.config.get("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
-    chosen = session.get("lang")
+    chosen = request.cookies.get(LANGUAGE_COOKIE) or session.get("lang")
     if chosen in LANGUAGES:
         return chosen
     shop = g.get("_kameng_tenant") or g.get("_kameng_front")  # the row, or its cached front
@@ -116,10 +117,15 @@ def _compile_if_missing() -> None:
 
 def choose_language(code: str):
     """Remember the visitor's language and go back to where they were."""
-    if code in LANGUAGES:
-        session["lang"] = code
     target = request.args.get("next", "/")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         target = "/"
-    return redirect(target)
+    response = redirect(target)
+    if code in LANGUAGES:
+        # A cookie of its own, not the session: the shop, its console and the buyer's account
+        # keep separate sessions on one host, and the choice holds for all of them.
+        response.set_cookie(LANGUAGE_COOKIE, code, max_age=365 * 24 * 3600, httponly=True,
+                            samesite="Lax",
+                            secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+    return response

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from flask_babel import lazy_gettext as _l
+
 from .errors import DomainError
 
 # Digits after the decimal point; every currency not listed has two.
@@ -16,11 +18,11 @@ SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "HKD
 
 # Rounding rules a shop may put on a markup: to a step, or "charm" prices ending in .99 / .9.
 ROUNDINGS = {
-    "0.01": "to 0.01",
-    "0.1": "to 0.1",
-    "1": "to 1",
-    ".99": "ending in .99",
-    ".9": "ending in .9",
+    "0.01": _l("to 0.01"),
+    "0.1": _l("to 0.1"),
+    "1": _l("to 1"),
+    ".99": _l("ending in .99"),
+    ".9": _l("ending in .9"),
 }
 
 BASIS_POINTS = 10_000  # percentages are stored in basis points: 12.5% == 1250
@@ -43,17 +45,18 @@ def parse_amount(text: str | int | None, currency: str = "CNY", *, allow_negativ
         try:
             value = Decimal(raw)
         except InvalidOperation:
-            raise DomainError(f"'{text}' is not an amount of money.", field=field) from None
+            raise DomainError(_l("'%(text)s' is not an amount of money.",
+                                 text=text), field=field) from None
     if not value.is_finite():
-        raise DomainError(f"'{text}' is not an amount of money.", field=field)
+        raise DomainError(_l("'%(text)s' is not an amount of money.", text=text), field=field)
     digits = minor_digits(currency)
     scaled = value.scaleb(digits)
     if scaled != scaled.to_integral_value():
-        raise DomainError(f"Use at most {digits} decimal places.", field=field)
+        raise DomainError(_l("Use at most %(digits)s decimal places.", digits=digits), field=field)
     if scaled < 0 and not allow_negative:
-        raise DomainError("The amount must not be negative.", field=field)
+        raise DomainError(_l("The amount must not be negative."), field=field)
     if abs(scaled) > MAX_AMOUNT:
-        raise DomainError("The amount is too large.", field=field)
+        raise DomainError(_l("The amount is too large."), field=field)
     return int(scaled)
 
 
@@ -62,16 +65,16 @@ def parse_percent(text: str | None, *, allow_negative=False, field: str | None =
     try:
         value = Decimal((text or "").strip().rstrip("%"))
     except InvalidOperation:
-        raise DomainError(f"'{text}' is not a percentage.", field=field) from None
+        raise DomainError(_l("'%(text)s' is not a percentage.", text=text), field=field) from None
     if not value.is_finite():
-        raise DomainError(f"'{text}' is not a percentage.", field=field)
+        raise DomainError(_l("'%(text)s' is not a percentage.", text=text), field=field)
     bp = value * 100
     if bp != bp.to_integral_value():
-        raise DomainError("Use at most two decimal places in a percentage.", field=field)
+        raise DomainError(_l("Use at most two decimal places in a percentage."), field=field)
     if bp < 0 and not allow_negative:
-        raise DomainError("The percentage must not be negative.", field=field)
+        raise DomainError(_l("The percentage must not be negative."), field=field)
     if abs(bp) > 100 * BASIS_POINTS:
-        raise DomainError("The percentage is too large.", field=field)
+        raise DomainError(_l("The percentage is too large."), field=field)
     return int(bp)
 
 
@@ -121,4 +124,4 @@ def apply_rounding(amount: int, rule: str) -> int:
         whole = amount // 100
         candidate = whole * 100 + ending
         return candidate if candidate >= amount else candidate + 100
-    raise DomainError(f"Unknown rounding rule '{rule}'.", field="rounding")
+    raise DomainError(_l("Unknown rounding rule '%(rule)s'.", rule=rule), field="rounding")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, g, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -16,26 +18,26 @@ from .themes import render_themed
 log = logging.getLogger(__name__)
 
 TITLES = {
-    400: "Bad request",
-    403: "Not allowed",
-    404: "Page not found",
-    405: "Method not allowed",
-    409: "Conflict",
-    413: "Too large",
-    429: "Too many attempts",
-    500: "Something went wrong",
-    503: "Temporarily closed",
+    400: _l("Bad request"),
+    403: _l("Not allowed"),
+    404: _l("Page not found"),
+    405: _l("Method not allowed"),
+    409: _l("Conflict"),
+    413: _l("Too large"),
+    429: _l("Too many attempts"),
+    500: _l("Something went wrong"),
+    503: _l("Temporarily closed"),
 }
 
 MESSAGES = {
-    400: "The request could not be understood.",
-    403: "You are not allowed to do this.",
-    404: "There is nothing at this address.",
-    405: "This page does not accept that kind of request.",
-    413: "What you sent is too large.",
-    429: "Too many attempts. Wait a minute and try again.",
-    500: "An unexpected error happened on our side. Please try again in a moment.",
-    503: "This shop is temporarily closed. Please come back later.",
+    400: _l("The request could not be understood."),
+    403: _l("You are not allowed to do this."),
+    404: _l("There is nothing at this address."),
+    405: _l("This page does not accept that kind of request."),
+    413: _l("What you sent is too large."),
+    429: _l("Too many attempts. Wait a minute and try again."),
+    500: _l("An unexpected error happened on our side. Please try again in a moment."),
+    503: _l("This shop is temporarily closed. Please come back later."),
 }
 
 
@@ -48,7 +50,7 @@ def init_app(app: Flask) -> None:
 
 
 def render_error(code: int, message: str | None = None, title: str | None = None):
-    title = title or TITLES.get(code, "Error")
+    title = title or TITLES.get(code) or _("Error")
     message = message or MESSAGES.get(code, "")
     site = g.get("_kameng_site")
     shop = g.get("_kameng_tenant")
@@ -86,12 +88,12 @@ def _http_error(error: HTTPException):
         return http_error(error)
     message = None
     if isinstance(error, CSRFError):
-        message = (
+        message = _(
             "This form has expired or did not come from this site. "
             "Go back, reload the page and try again."
         )
     elif error.code == 404 and error.description == "unknown-host":
-        message = "No shop lives at this address."
+        message = _("No shop lives at this address.")
     response = render_error(error.code, message)
     if error.code == 429:
         body, code = response[0], response[1]

@@ -22,3 +22,14 @@ def test_switching_to_english_changes_the_declared_language(create_tenant, clien
     page = client.get("/").get_data(as_text=True)
     assert '<html lang="en"' in page
     assert switch_current(page) == ["en"]
+
+
+def test_both_consoles_have_the_language_switch(create_tenant, client_for, admin_client):
+    shop = create_tenant(slug="lingo")
+    client = client_for(shop)
+    page = client.get("/admin/login").get_data(as_text=True)
+    assert 'href="/lang/zh_CN?next=/admin/login"' in page and switch_current(page) == ["en"]
+    assert client.get("/lang/zh_CN?next=/admin/login").headers["Location"] == "/admin/login"
+    page = client.get("/admin/login").get_data(as_text=True)
+    assert '<html lang="zh-CN"' in page and switch_current(page) == ["zh-CN"]
+    assert 'href="/lang/en?next=/login"' in admin_client.get("/login").get_data(as_text=True)

@@ -127,6 +127,8 @@ def _caller(key: ApiKey, tenant: Tenant | None) -> Caller:
         if user is None or not user.is_active:
             raise ApiError("owner_inactive")
         return Caller(key=key, kind="platform", scopes=scopes)
+    if not service.plan_allows_api(tenant.id):  # e.g. after a downgrade
+        raise ApiError("forbidden", "This shop's plan does not include API access.")
     if key.owner_kind == "staff":
         staff = db.session.get(StaffUser, key.owner_id)
         if staff is None or staff.tenant_id != tenant.id or not staff.is_active:

@@ -9,6 +9,8 @@ created it and never again (the page is not cached)."""
 from __future__ import annotations
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import SelectChoice, SelectField, SelectMultipleField, StringField
 from wtforms.validators import Length
@@ -42,19 +44,19 @@ def _scope_choices(scopes: dict[str, str]) -> list[SelectChoice]:
 
 
 class StaffKeyForm(Form):
-    owner = SelectField("Staff member", coerce=int, validate_choice=False)
-    name = StringField("Name (what uses it)", validators=[Length(max=80)])
-    scopes = ScopesField("Scopes", choices=_scope_choices(keys.STAFF_SCOPES))
+    owner = SelectField(_l("Staff member"), coerce=int, validate_choice=False)
+    name = StringField(_l("Name (what uses it)"), validators=[Length(max=80)])
+    scopes = ScopesField(_l("Scopes"), choices=_scope_choices(keys.STAFF_SCOPES))
 
 
 class BuyerKeyForm(Form):
-    owner = SelectField("Agent buyer", coerce=int, validate_choice=False)
-    name = StringField("Name (what uses it)", validators=[Length(max=80)])
-    scopes = ScopesField("Scopes", choices=_scope_choices(keys.BUYER_SCOPES))
+    owner = SelectField(_l("Agent buyer"), coerce=int, validate_choice=False)
+    name = StringField(_l("Name (what uses it)"), validators=[Length(max=80)])
+    scopes = ScopesField(_l("Scopes"), choices=_scope_choices(keys.BUYER_SCOPES))
 
 
 class PlatformKeyForm(Form):
-    name = StringField("Name (what uses it)", validators=[Length(max=80)])
+    name = StringField(_l("Name (what uses it)"), validators=[Length(max=80)])
 
 
 @shop_bp.before_request
@@ -144,7 +146,8 @@ def key_revoke(key_pk: int):
         abort(404)
     if keys.revoke_key(key):
         record(staff_actor(), "api_key.revoked", tenant_id=shop.id, target=key.key_id)
-        flash(f"Key {key.key_id} is revoked: requests signed with it are refused from now on.")
+        flash(_("Key %(key_id)s is revoked: requests signed with it are refused from now on.",
+                key_id=key.key_id))
     db.session.commit()
     return redirect(url_for(".key_list"))
 
@@ -203,8 +206,9 @@ def upstream_import(supplier_id: int):
         flash(error.message, "error")
         return redirect(url_for(".upstream_browse", supplier_id=supplier.id))
     db.session.commit()
-    flash(f"{len(products)} product(s) imported from {supplier.name}. Your markup rules price "
-          "them; set a product rule under Pricing to change one.")
+    flash(_("%(count)s product(s) imported from %(name)s. Your markup rules price "
+            "them; set a product rule under Pricing to change one.",
+            count=len(products), name=supplier.name))
     return redirect(url_for(".upstream_list"))
 
 
@@ -220,8 +224,9 @@ def upstream_sync(supplier_id: int):
         flash(error.message, "error")
         return redirect(url_for(".upstream_list"))
     db.session.commit()
-    flash(f"Synced {report.updated} product(s) from {supplier.name}: {report.repriced} new "
-          f"price(s), {report.gone} no longer offered.")
+    flash(_("Synced %(updated)s product(s) from %(name)s: %(repriced)s new "
+            "price(s), %(gone)s no longer offered.",
+            updated=report.updated, name=supplier.name, repriced=report.repriced, gone=report.gone))
     return redirect(url_for(".upstream_list"))
 
 
@@ -272,7 +277,7 @@ def key_revoke_platform(key_pk: int):
         abort(404)
     if keys.revoke_key(key):
         record(platform_actor(), "api_key.revoked", tenant_id=None, target=key.key_id)
-        flash(f"Key {key.key_id} is revoked.")
+        flash(_("Key %(key_id)s is revoked.", key_id=key.key_id))
     db.session.commit()
     return redirect(url_for(".key_list"))
 

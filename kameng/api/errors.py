@@ -12,6 +12,7 @@ Every error answers
 from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request
+from flask_babel import force_locale
 from werkzeug.exceptions import HTTPException
 
 from ..errors import Conflict, DomainError, NotFound, PermissionDenied
@@ -89,28 +90,36 @@ def field_name(field: str | None) -> str | None:
     return {"qty": "quantity", "coupon": "coupon"}.get(field, field)
 
 
+def english(error: DomainError) -> str:
+    """A service's message as the API says it: in English, whatever the shop's language (the
+    services raise lazily translated messages for the pages)."""
+    with force_locale("en"):
+        return error.message
+
+
 def from_domain_error(error: DomainError, *, input_names: tuple[str, ...] = ()) -> ApiError:
     """A service's refusal in the API's shape: the class says the code, the field the field."""
     from ..inventory.service import SoldOut
     from ..ledger.service import InsufficientFunds
 
+    message = english(error)
     field = field_name(error.field)
     if field in input_names:
         field = f"inputs.{field}"
-    fields = {field: error.message} if field else {}
+    fields = {field: message} if field else {}
     if isinstance(error, SoldOut):
-        return ApiError("sold_out", error.message, fields=fields)
+        return ApiError("sold_out", message, fields=fields)
     if isinstance(error, InsufficientFunds):
         return ApiError("insufficient_funds", "The wallet cannot cover this order.")
     if isinstance(error, NotFound):
-        return ApiError("not_found", error.message)
+        return ApiError("not_found", message)
     if isinstance(error, PermissionDenied):
-        return ApiError("forbidden", error.message)
+        return ApiError("forbidden", message)
     if isinstance(error, Conflict):
-        return ApiError("conflict", error.message, fields=fields)
+        return ApiError("conflict", message, fields=fields)
     if error.status_code >= 500:
-        return ApiError("internal_error", error.message)
-    return ApiError("validation_failed", error.message, fields=fields)
+        return ApiError("internal_error", message)
+    return ApiError("validation_failed", message, fields=fields)
 
 
 def http_error(error: HTTPException) -> Response:

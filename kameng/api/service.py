@@ -22,6 +22,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -111,16 +112,17 @@ def _checked_scopes(scopes, allowed: dict[str, str]) -> list[str]:
     chosen = [scope for scope in allowed if scope in set(scopes or ())]
     unknown = set(scopes or ()) - set(allowed)
     if unknown:
-        raise DomainError(f"Unknown scope {sorted(unknown)[0]!r}.", field="scopes")
+        raise DomainError(_l("Unknown scope %(unknown)r.",
+                             unknown=sorted(unknown)[0]), field="scopes")
     if not chosen:
-        raise DomainError("Choose at least one scope.", field="scopes")
+        raise DomainError(_l("Choose at least one scope."), field="scopes")
     return chosen
 
 
 def _name(name: str) -> str:
     name = " ".join((name or "").split())
     if len(name) > 80:
-        raise DomainError("A key's name is at most 80 characters.", field="name")
+        raise DomainError(_l("A key's name is at most 80 characters."), field="name")
     return name
 
 
@@ -129,7 +131,8 @@ def _new_key(*, tenant_id: int | None, owner_kind: str, owner_id: int, scopes: l
     if tenant_id is not None:
         count = len(list_keys(tenant_id, include_revoked=False))
         if count >= MAX_KEYS_PER_SHOP:
-            raise DomainError(f"A shop can have {MAX_KEYS_PER_SHOP} active keys at most.")
+            raise DomainError(_l("A shop can have %(max_keys_per_shop)s active keys at most.",
+                                 max_keys_per_shop=MAX_KEYS_PER_SHOP))
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(key_id=KEY_PREFIX + secrets.token_hex(12), tenant_id=tenant_id,
                  owner_kind=owner_kind, owner_id=owner_id, name=name, scopes=scopes,
@@ -139,16 +142,32 @@ def _new_key(*, tenant_id: int | None, owner_kind: str, owner_id: int, scopes: l
     return NewKey(key=key, secret=secret)
 
 
+def plan_allows_api(tenant_id: int) -> bool:
+    """Whether the shop's plan includes API access (a shop with no plan: yes)."""
+    from ..billing.service import api_access_allowed
+    from ..tenants.models import Tenant
+
+    tenant = db.session.get(Tenant, tenant_id)
+    return tenant is not None and api_access_allowed(tenant)
+
+
+def _check_plan(tenant_id: int) -> None:
+    if not plan_allows_api(tenant_id):
+        raise DomainError(_l("Your plan does not include API access. Upgrade your plan to use "
+                             "the API."), field="owner")
+
+
 def create_staff_key(tenant_id: int, staff_id, *, scopes, name: str = "") -> NewKey:
     """A key of a staff member of the bound shop; `manage` only for owners and managers."""
+    _check_plan(tenant_id)
     staff = row_by_id(StaffUser, staff_id)
     if staff is None or staff.tenant_id != tenant_id:
-        raise DomainError("Choose a member of your staff.", field="owner")
+        raise DomainError(_l("Choose a member of your staff."), field="owner")
     if not staff.active:
-        raise DomainError("This staff account is disabled.", field="owner")
+        raise DomainError(_l("This staff account is disabled."), field="owner")
     chosen = _checked_scopes(scopes, STAFF_SCOPES)
     if "manage" in chosen and staff.role not in MANAGE_ROLES:
-        raise DomainError("Only an owner or a manager may hold the manage scope.",
+        raise DomainError(_l("Only an owner or a manager may hold the manage scope."),
                           field="scopes")
     return _new_key(tenant_id=tenant_id, owner_kind="staff", owner_id=staff.id, scopes=chosen,
                     name=_name(name))
@@ -156,12 +175,14 @@ def create_staff_key(tenant_id: int, staff_id, *, scopes, name: str = "") -> New
 
 def create_buyer_key(tenant_id: int, customer_id, *, scopes, name: str = "") -> NewKey:
     """A key of an agent buyer of the bound shop (see `is_agent`)."""
+    _check_plan(tenant_id)
     customer = row_by_id(Customer, customer_id)
     if customer is None or customer.tenant_id != tenant_id:
-        raise DomainError("Choose one of your buyers.", field="owner")
+        raise DomainError(_l("Choose one of your buyers."), field="owner")
     if not is_agent(customer):
-        raise DomainError(f"Only a buyer at the {AGENT_LEVEL_NAME} level (or above) may hold "
-                          "an API key. Raise the buyer's level first.", field="owner")
+        raise DomainError(_l("Only a buyer at the %(agent_level_name)s level (or above) may hold "
+                             "an API key. Raise the buyer's level first.",
+                             agent_level_name=AGENT_LEVEL_NAME), field="owner")
     chosen = _checked_scopes(scopes, BUYER_SCOPES)
     return _new_key(tenant_id=tenant_id, owner_kind="customer", owner_id=customer.id,
                     scopes=chosen, name=_name(name))
@@ -185,7 +206,7 @@ def list_keys(tenant_id: int | None, *, include_revoked: bool = True) -> list[Ap
 def get_key(tenant_id: int | None, key_pk) -> ApiKey:
     key = row_by_id(ApiKey, key_pk)
     if key is None or key.tenant_id != tenant_id:
-        raise NotFound("No such key.")
+        raise NotFound(_l("No such key."))
     return key
 
 
@@ -270,8 +291,8 @@ def earlier_answer(key_id: str, idempotency_key: str, fingerprint: str
     row = db.session.scalar(select(ApiIdempotency).where(
         ApiIdempotency.key_id == key_id, ApiIdempotency.idempotency_key == idempotency_key))
     if row is not None and row.request_hash != fingerprint:
-        raise IdempotencyMismatch("This Idempotency-Key was already used with a different "
-                                  "request.")
+        raise IdempotencyMismatch(_l("This Idempotency-Key was already used with a different "
+                                     "request."))
     return row
 
 

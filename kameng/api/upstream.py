@@ -28,6 +28,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import exists, select
 
 from ..catalog import service as catalog
@@ -130,7 +131,7 @@ def fetch_offers(supplier: Supplier) -> dict[int, Offer]:
                                  f"/api/v1/products?limit={PAGE}&after={after}")
             items = data.get("products") if isinstance(data, dict) else None
             if not isinstance(items, list):
-                raise DomainError("The upstream shop's answer holds no product list.")
+                raise DomainError(_l("The upstream shop's answer holds no product list."))
             for raw in items:
                 offer = _offer(raw)
                 if offer is not None:
@@ -140,7 +141,8 @@ def fetch_offers(supplier: Supplier) -> dict[int, Offer]:
                 break
             after = following
     except UpstreamRetry as error:
-        raise DomainError(f"The upstream shop could not be reached: {error.message}.") from None
+        raise DomainError(_l("The upstream shop could not be reached: %(message)s.",
+                             message=error.message)) from None
     except UnsafeURL as error:
         raise DomainError(error.message) from None
     return offers
@@ -174,22 +176,23 @@ def import_products(tenant: Tenant, supplier_id, upstream_ids) -> list[Product]:
     """Put upstream products on the bound shop's shelf (one already imported is refreshed)."""
     supplier = get_supplier(tenant.id, supplier_id)
     if supplier.adapter != "kameng":
-        raise DomainError("Products can be imported only from a Kameng supplier.")
+        raise DomainError(_l("Products can be imported only from a Kameng supplier."))
     wanted = []
     for raw in upstream_ids or ():
         try:
             wanted.append(int(raw))
         except (TypeError, ValueError):
-            raise DomainError("Choose products to import.", field="products") from None
+            raise DomainError(_l("Choose products to import."), field="products") from None
     if not wanted:
-        raise DomainError("Choose products to import.", field="products")
+        raise DomainError(_l("Choose products to import."), field="products")
     offers = fetch_offers(supplier)
     now = datetime.now(UTC)
     imported = []
     for upstream_id in dict.fromkeys(wanted):
         offer = offers.get(upstream_id)
         if offer is None:
-            raise DomainError(f"The upstream shop does not offer product {upstream_id}.",
+            raise DomainError(_l("The upstream shop does not offer product %(upstream_id)s.",
+                                 upstream_id=upstream_id),
                               field="products")
         problem = _currency_problem(tenant, offer)
         if problem:

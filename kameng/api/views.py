@@ -43,7 +43,7 @@ from ..workers.outbox import after_payment
 from . import openapi, present
 from . import service as keys
 from .auth import Caller, authenticate, current_caller, rate_limit_key
-from .errors import ERROR_CODES, ApiError, error_response, from_domain_error
+from .errors import ERROR_CODES, ApiError, english, error_response, from_domain_error
 from .openapi import ID, LIMIT, ORDER_STATUSES, WEBHOOK_EVENT_NAMES, Operation, text
 
 shop_api = Blueprint("api", __name__, template_folder="templates")
@@ -379,7 +379,7 @@ def create_order():
                 return _replay(earlier, who)
             claim = keys.claim_idempotency_key(who.key_id, idempotency, fingerprint)
         except keys.IdempotencyMismatch as error:
-            raise ApiError("idempotency_key_reused", error.message) from None
+            raise ApiError("idempotency_key_reused", english(error)) from None
         except IntegrityError:  # the same key, at the same moment: the first one won
             db.session.rollback()
             earlier = keys.earlier_answer(who.key_id, idempotency, fingerprint)
@@ -403,7 +403,7 @@ def create_order():
         if isinstance(error, orders.ShopWalletShort):
             error.tell_shop()
             db.session.commit()
-            raise ApiError("conflict", error.message) from None
+            raise ApiError("conflict", english(error)) from None
         raise from_domain_error(error, input_names=input_names) from None
     order_id = placed.order.id
     if claim is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from contextlib import suppress
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import AnonymousUserMixin
 
 from ..audit.service import record
@@ -101,7 +102,7 @@ def save():
     record(staff_actor(), "appearance.saved", tenant_id=shop.id, theme=shop.theme,
            changed=changed)
     db.session.commit()
-    flash("Appearance saved.")
+    flash(_("Appearance saved."))
     return redirect(url_for(".page"))
 
 
@@ -120,7 +121,7 @@ def choose_theme():
     record(staff_actor(), "appearance.theme_changed", tenant_id=shop.id, before=before,
            after=shop.theme)
     db.session.commit()
-    flash("Theme changed. Its settings are below.")
+    flash(_("Theme changed. Its settings are below."))
     return redirect(url_for(".page"))
 
 

@@ -3,6 +3,7 @@ chosen theme's settings as its theme.json declares them (one field per setting).
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
@@ -36,19 +37,19 @@ IMAGE_TYPES = "image/png,image/jpeg,image/gif,image/webp"
 class FooterLinkForm(PlainForm):
     """One footer link (no CSRF token of its own: it is part of the Appearance form)."""
 
-    label = StringField("Label", validators=[Optional(), Length(max=LINK_LABEL_MAX)])
-    url = StringField("Address (https://…)", validators=[Optional(), Length(max=LINK_URL_MAX)])
+    label = StringField(_l("Label"), validators=[Optional(), Length(max=LINK_LABEL_MAX)])
+    url = StringField(_l("Address (https://…)"), validators=[Optional(), Length(max=LINK_URL_MAX)])
 
 
 class AppearanceForm(Form):
-    name = StringField("Shop name", validators=[DataRequired(), Length(max=NAME_MAX)])
-    notice = TextAreaField("Announcement", validators=[Length(max=NOTICE_MAX)])
+    name = StringField(_l("Shop name"), validators=[DataRequired(), Length(max=NAME_MAX)])
+    notice = TextAreaField(_l("Announcement"), validators=[Length(max=NOTICE_MAX)])
     links = FieldList(FormField(FooterLinkForm), min_entries=MAX_FOOTER_LINKS,
                       max_entries=MAX_FOOTER_LINKS)
-    contact_email = EmailField("E-mail", validators=[Optional(), Length(max=254)])
-    contact_qq = StringField("QQ", validators=[Optional(), Length(max=12)])
-    contact_telegram = StringField("Telegram", validators=[Optional(), Length(max=33)])
-    contact_wechat = StringField("WeChat id", validators=[Optional(), Length(max=20)])
+    contact_email = EmailField(_l("E-mail"), validators=[Optional(), Length(max=254)])
+    contact_qq = StringField(_l("QQ"), validators=[Optional(), Length(max=12)])
+    contact_telegram = StringField(_l("Telegram"), validators=[Optional(), Length(max=33)])
+    contact_wechat = StringField(_l("WeChat id"), validators=[Optional(), Length(max=20)])
 
     schema: list[Setting] = []
 
@@ -89,7 +90,7 @@ def _setting_field(setting: Setting):
     description = setting.help
     if setting.type == "color":
         return ColorField(setting.label, description=description, validators=[
-            DataRequired(), Regexp(COLOR.pattern + "$", message="Enter a colour as #rrggbb.")])
+            DataRequired(), Regexp(COLOR.pattern + "$", message=_l("Enter a colour as #rrggbb."))])
     if setting.type == "text":
         return StringField(setting.label, description=description,
                            validators=[Length(max=setting.max_length)])
@@ -98,7 +99,7 @@ def _setting_field(setting: Setting):
     if setting.type == "choice":
         choices = [SelectChoice(value, label) for value, label in setting.choices]
         return RadioField(setting.label, description=description, choices=choices,
-                          validators=[DataRequired(message="Choose one of the options.")])
+                          validators=[DataRequired(message=_l("Choose one of the options."))])
     return FileField(setting.label, description=description)
 
 
@@ -116,5 +117,5 @@ def appearance_form(schema: list[Setting], **kwargs) -> AppearanceForm:
         setattr(ThemedAppearanceForm, setting.key, _setting_field(setting))
         if setting.type == "image":
             setattr(ThemedAppearanceForm, f"remove_{setting.key}",
-                    BooleanField(f"Remove the {setting.label.lower()}"))
+                    BooleanField(_l("Remove the %(lower)s", lower=setting.label.lower())))
     return ThemedAppearanceForm(**kwargs)

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import undefer
@@ -78,8 +80,11 @@ def _setting(key: str, spec: Any) -> Setting | None:
             and not key.startswith(("remove_", "contact_"))):
         return None
     kind = spec.get("type")
-    label = str(spec.get("label") or key.replace("_", " ").capitalize())[:80]
+    # Lazy: the labels are cached with the theme and shown in each visitor's language (the
+    # catalog has them through kameng/i18n_extract.py).
+    label = _l(str(spec.get("label") or key.replace("_", " ").capitalize())[:80])
     help_text = str(spec.get("help") or "")[:300]
+    help_text = _l(help_text) if help_text else ""
     if kind == "color":
         default = str(spec.get("default") or "")
         css = spec.get("css")
@@ -100,7 +105,7 @@ def _setting(key: str, spec: Any) -> Setting | None:
     if kind == "choice":
         raw = spec.get("choices")
         pairs = raw.items() if isinstance(raw, dict) else (raw or [])
-        choices = tuple((str(v), str(lbl)) for v, lbl in
+        choices = tuple((str(v), _l(str(lbl))) for v, lbl in
                         ((p[0], p[1]) if isinstance(p, list | tuple) and len(p) == 2 else (p, p)
                          for p in pairs))
         values = [v for v, _ in choices]
@@ -164,7 +169,8 @@ def theme_cards() -> list[ThemeCard]:
         preview = data.get("preview")
         if not (isinstance(preview, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,80}", preview)):
             preview = None
-        cards.append(ThemeCard(name, theme.title, theme.description, preview))
+        cards.append(ThemeCard(name, _(theme.title), _(theme.description) if theme.description
+                               else "", preview))
     return sorted(cards, key=lambda c: (c.name != DEFAULT_THEME, c.title.lower()))
 
 
@@ -176,21 +182,24 @@ def check_setting(setting: Setting, value: Any) -> Any:
     if setting.type == "color":
         text = str(value or "").strip()
         if not COLOR.fullmatch(text):
-            raise DomainError(f"{setting.label}: enter a colour as #rrggbb.", field=setting.key)
+            raise DomainError(_l("%(label)s: enter a colour as #rrggbb.",
+                                 label=setting.label), field=setting.key)
         return text.lower()
     if setting.type == "text":
         text = " ".join(str(value or "").split())
         if len(text) > setting.max_length:
-            raise DomainError(f"{setting.label}: at most {setting.max_length} characters.",
+            raise DomainError(_l("%(label)s: at most %(max_length)s characters.",
+                                 label=setting.label, max_length=setting.max_length),
                               field=setting.key)
         return text
     if setting.type == "boolean":
         return bool(value)
     if setting.type == "choice":
         if value not in [v for v, _ in setting.choices]:
-            raise DomainError(f"{setting.label}: choose one of the options.", field=setting.key)
+            raise DomainError(_l("%(label)s: choose one of the options.",
+                                 label=setting.label), field=setting.key)
         return value
-    raise DomainError(f"{setting.label} cannot be set here.", field=setting.key)
+    raise DomainError(_l("%(label)s cannot be set here.", label=setting.label), field=setting.key)
 
 
 def check_settings(theme: str, values: dict) -> dict:
@@ -207,7 +216,8 @@ def check_settings(theme: str, values: dict) -> dict:
 def check_shop_name(name: str) -> str:
     name = " ".join((name or "").split())
     if not name or len(name) > NAME_MAX:
-        raise DomainError(f"The shop needs a name of at most {NAME_MAX} characters.",
+        raise DomainError(_l("The shop needs a name of at most %(name_max)s characters.",
+                             name_max=NAME_MAX),
                           field="name")
     return name
 
@@ -215,7 +225,8 @@ def check_shop_name(name: str) -> str:
 def check_notice(html: str) -> str:
     """The announcement as safe HTML (nh3: no scripts, styles or event handlers)."""
     if len(html or "") > NOTICE_MAX:
-        raise DomainError(f"The announcement may be at most {NOTICE_MAX} characters.",
+        raise DomainError(_l("The announcement may be at most %(notice_max)s characters.",
+                             notice_max=NOTICE_MAX),
                           field="notice")
     return clean_html(html)
 
@@ -228,15 +239,16 @@ def check_footer_links(pairs: list[tuple[str, str]]) -> list[dict]:
         if not label and not url:
             continue
         if not label or len(label) > LINK_LABEL_MAX:
-            raise DomainError(f"Each footer link needs a label of at most {LINK_LABEL_MAX} "
-                              "characters.", field="links")
+            raise DomainError(_l("Each footer link needs a label of at most %(link_label_max)s "
+                                 "characters.", link_label_max=LINK_LABEL_MAX), field="links")
         if (len(url) > LINK_URL_MAX or not re.fullmatch(r"https?://[^\s<>\"'\\]+", url, re.I)
                 or url.lower().split("://", 1)[1].startswith(("/", "@"))):
-            raise DomainError("Footer link addresses must start with http:// or https://.",
+            raise DomainError(_l("Footer link addresses must start with http:// or https://."),
                               field="links")
         links.append({"label": label, "url": url})
     if len(links) > MAX_FOOTER_LINKS:
-        raise DomainError(f"At most {MAX_FOOTER_LINKS} footer links.", field="links")
+        raise DomainError(_l("At most %(max_footer_links)s footer links.",
+                             max_footer_links=MAX_FOOTER_LINKS), field="links")
     return links
 
 
@@ -249,25 +261,25 @@ def check_contacts(values: dict) -> dict:
             email = validate_email(email, check_deliverability=False,
                                    test_environment=True).normalized
         except EmailNotValidError:
-            raise DomainError("Enter a valid contact e-mail address.",
+            raise DomainError(_l("Enter a valid contact e-mail address."),
                               field="contact_email") from None
         contacts["email"] = email
     qq = (values.get("qq") or "").strip()
     if qq:
         if not QQ.fullmatch(qq):
-            raise DomainError("A QQ number has 5 to 12 digits.", field="contact_qq")
+            raise DomainError(_l("A QQ number has 5 to 12 digits."), field="contact_qq")
         contacts["qq"] = qq
     telegram = (values.get("telegram") or "").strip().removeprefix("@")
     if telegram:
         if not TELEGRAM.fullmatch(telegram):
-            raise DomainError("A Telegram user name has 5 to 32 letters, digits or _.",
+            raise DomainError(_l("A Telegram user name has 5 to 32 letters, digits or _."),
                               field="contact_telegram")
         contacts["telegram"] = telegram
     wechat = (values.get("wechat") or "").strip()
     if wechat:
         if not WECHAT.fullmatch(wechat):
-            raise DomainError("A WeChat id has 6 to 20 letters, digits, _ or -, starting with "
-                              "a letter.", field="contact_wechat")
+            raise DomainError(_l("A WeChat id has 6 to 20 letters, digits, _ or -, starting with "
+                                 "a letter."), field="contact_wechat")
         contacts["wechat"] = wechat
     return contacts
 
@@ -453,7 +465,7 @@ def save_appearance(tenant: Tenant, changes: AppearanceChanges) -> list[str]:
 
 def choose_theme(tenant: Tenant, theme: str) -> None:
     if not (THEME_NAME.fullmatch(theme or "") and theme in available_themes()):
-        raise DomainError("No such theme.", field="theme")
+        raise DomainError(_l("No such theme."), field="theme")
     tenant.theme = theme
     db.session.flush()
 
@@ -487,7 +499,7 @@ def _mirror_assets(tenant: Tenant, kind: str, version: int | None) -> None:
 def store_asset(tenant: Tenant, kind: str, data: bytes) -> ShopAsset:
     """Keep an uploaded logo or banner (PNG, JPEG, GIF or WebP, at most 2 MB)."""
     if kind not in ASSET_KINDS:
-        raise DomainError("No such image.", field=kind)
+        raise DomainError(_l("No such image."), field=kind)
     try:
         data, content_type = checked_image(data)
     except DomainError as error:

@@ -46,6 +46,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -153,14 +154,14 @@ def list_plans(active_only: bool = False) -> list[Plan]:
 def get_plan(plan_id) -> Plan:
     plan = row_by_id(Plan, plan_id)
     if plan is None:
-        raise NotFound(_("No such plan."))
+        raise NotFound(_l("No such plan."))
     return plan
 
 
 def plan_by_code(code: str, *, active_only: bool = True) -> Plan:
     plan = db.session.scalar(select(Plan).where(Plan.code == (code or "").strip().lower()))
     if plan is None or (active_only and not plan.active):
-        raise DomainError(_("Choose one of the plans offered."), field="plan")
+        raise DomainError(_l("Choose one of the plans offered."), field="plan")
     return plan
 
 
@@ -188,29 +189,29 @@ def _check_terms(terms: PlanTerms) -> None:
     from ..themes import available_themes
 
     if not PLAN_CODE.fullmatch(terms.code or ""):
-        raise DomainError(_("The code must be 2 to 32 lower-case letters, digits or hyphens."),
+        raise DomainError(_l("The code must be 2 to 32 lower-case letters, digits or hyphens."),
                           field="code")
     if not (terms.name or "").strip() or len(terms.name.strip()) > 80:
-        raise DomainError(_("The name must be 1 to 80 characters."), field="name")
+        raise DomainError(_l("The name must be 1 to 80 characters."), field="name")
     for field, value in (("monthly_price", terms.monthly_price), ("fee_fixed", terms.fee_fixed)):
         if value is None or not 0 <= value <= MAX_AMOUNT:
-            raise DomainError(_("The amount must be between 0 and %(most)s.",
-                                most=format_money(MAX_AMOUNT)), field=field)
+            raise DomainError(_l("The amount must be between 0 and %(most)s.",
+                                 most=format_money(MAX_AMOUNT)), field=field)
     if not 0 <= terms.fee_bp <= BASIS_POINTS:
-        raise DomainError(_("The fee must be between 0 and 100%."), field="fee_percent")
+        raise DomainError(_l("The fee must be between 0 and 100%."), field="fee_percent")
     if not 0 <= terms.default_markup_bp <= 100 * BASIS_POINTS:
-        raise DomainError(_("The markup must be between 0 and 10000%."), field="markup_percent")
+        raise DomainError(_l("The markup must be between 0 and 10000%."), field="markup_percent")
     if terms.max_own_products is not None and not 0 <= terms.max_own_products <= 1_000_000:
-        raise DomainError(_("The product limit must be between 0 and 1000000."),
+        raise DomainError(_l("The product limit must be between 0 and 1000000."),
                           field="max_own_products")
     if terms.max_staff is not None and not 1 <= terms.max_staff <= 10_000:
-        raise DomainError(_("The staff limit must be between 1 and 10000 (the owner counts)."),
+        raise DomainError(_l("The staff limit must be between 1 and 10000 (the owner counts)."),
                           field="max_staff")
     if not 0 <= terms.trial_days <= 365:
-        raise DomainError(_("The trial must be between 0 and 365 days."), field="trial_days")
+        raise DomainError(_l("The trial must be between 0 and 365 days."), field="trial_days")
     unknown = set(terms.themes) - set(available_themes())
     if unknown:
-        raise DomainError(_("Unknown theme: %(names)s.", names=", ".join(sorted(unknown))),
+        raise DomainError(_l("Unknown theme: %(names)s.", names=", ".join(sorted(unknown))),
                           field="themes")
 
 
@@ -221,7 +222,7 @@ def save_plan(plan: Plan | None, terms: PlanTerms) -> Plan:
     _check_terms(terms)
     clash = db.session.scalar(select(Plan).where(Plan.code == terms.code))
     if clash is not None and clash is not plan:
-        raise Conflict(_("Another plan has the code '%(code)s'.", code=terms.code), field="code")
+        raise Conflict(_l("Another plan has the code '%(code)s'.", code=terms.code), field="code")
     if plan is None:
         plan = Plan()
         db.session.add(plan)
@@ -242,8 +243,8 @@ def delete_plan(plan: Plan) -> None:
     used = db.session.scalar(select(func.count()).select_from(Subscription).where(
         (Subscription.plan_id == plan.id) | (Subscription.next_plan_id == plan.id)))
     if used:
-        raise Conflict(_("%(count)d shop(s) use this plan: make it inactive instead.",
-                         count=used))
+        raise Conflict(_l("%(count)d shop(s) use this plan: make it inactive instead.",
+                          count=used))
     db.session.delete(plan)
     db.session.flush()
 
@@ -279,7 +280,7 @@ def check_product_limit(tenant: Tenant) -> None:
     if plan is None or plan.max_own_products is None:
         return
     if own_product_count(tenant.id) >= plan.max_own_products:
-        raise PlanLimitReached(_(
+        raise PlanLimitReached(_l(
             "Your %(plan)s plan allows %(limit)d own products. Upgrade your plan in Billing to "
             "add more.", plan=plan.name, limit=plan.max_own_products))
 
@@ -291,7 +292,7 @@ def check_staff_limit(tenant: Tenant) -> None:
     if plan is None or plan.max_staff is None:
         return
     if staff_count(tenant.id) >= plan.max_staff:
-        raise PlanLimitReached(_(
+        raise PlanLimitReached(_l(
             "Your %(plan)s plan allows %(limit)d staff accounts. Upgrade your plan in Billing to "
             "add more.", plan=plan.name, limit=plan.max_staff))
 
@@ -317,7 +318,7 @@ def start_subscription(tenant: Tenant, plan: Plan, *, now: datetime | None = Non
     billed at once when the plan costs money."""
     now = utc_now(now)
     if subscription_of(tenant.id) is not None:
-        raise Conflict(_("This shop already has a subscription."))
+        raise Conflict(_l("This shop already has a subscription."))
     today = now.date()
     trialing = plan.trial_days > 0
     end = today + timedelta(days=plan.trial_days) if trialing else add_month(today)
@@ -357,7 +358,7 @@ def change_plan(tenant: Tenant, plan: Plan, *, now: datetime | None = None) -> P
     now = utc_now(now)
     today = now.date()
     if not plan.active:
-        raise DomainError(_("This plan is no longer offered."), field="plan")
+        raise DomainError(_l("This plan is no longer offered."), field="plan")
     subscription = _locked_subscription(tenant.id)
     if subscription is None:
         start_subscription(tenant, plan, now=now)
@@ -380,7 +381,7 @@ def change_plan(tenant: Tenant, plan: Plan, *, now: datetime | None = None) -> P
         db.session.flush()
         return PlanChange("scheduled", subscription.period_end)
     if _overdue_since(tenant.id, now) is not None:
-        raise Conflict(_("Pay your overdue invoices before changing to a dearer plan."))
+        raise Conflict(_l("Pay your overdue invoices before changing to a dearer plan."))
     # An upgrade (or a plan of the same price): at once, prorated for the days left.
     window_start = _fee_window_start(tenant.id, subscription.period_start, today)
     lines = []
@@ -650,7 +651,7 @@ def mark_paid_by_hand(invoice: Invoice, *, now: datetime | None = None) -> None:
     posted to the ledger."""
     now = utc_now(now)
     if not _mark(invoice, "paid", now, "manual"):
-        raise Conflict(_("Only an open invoice can be marked paid."))
+        raise Conflict(_l("Only an open invoice can be marked paid."))
     settle_shop(invoice.tenant_id, now=now)
 
 
@@ -658,7 +659,7 @@ def void_invoice(invoice: Invoice, *, now: datetime | None = None) -> None:
     """Cancel an open invoice: the shop owes nothing for it."""
     now = utc_now(now)
     if not _mark(invoice, "void", now):
-        raise Conflict(_("Only an open invoice can be voided."))
+        raise Conflict(_l("Only an open invoice can be voided."))
     settle_shop(invoice.tenant_id, now=now)
 
 
@@ -666,7 +667,7 @@ def get_invoice(invoice_id, tenant_id: int | None = None) -> Invoice:
     """An invoice (of `tenant_id` when given: another shop's invoice is simply not found)."""
     invoice = row_by_id(Invoice, invoice_id)
     if invoice is None or (tenant_id is not None and invoice.tenant_id != tenant_id):
-        raise NotFound(_("No such invoice."))
+        raise NotFound(_l("No such invoice."))
     return invoice
 
 
@@ -743,11 +744,11 @@ def _after_issue(tenant: Tenant, invoice: Invoice, now: datetime) -> None:
     _tell(tenant, "billing.invoice", _("Invoice %(number)s: %(total)s due %(due)s",
                                        number=invoice.number,
                                        total=format_money(invoice.total, invoice.currency),
-                                       due=f"{aware(invoice.due_at):%Y-%m-%d}"),
+                                       due=aware(invoice.due_at).strftime("%Y-%m-%d")),
           _("A new invoice of %(total)s is due on %(due)s. Your wallet at the platform does not "
             "cover it: top it up on the billing page and the invoice is paid at once.",
             total=format_money(invoice.total, invoice.currency),
-            due=f"{aware(invoice.due_at):%Y-%m-%d}"), invoice)
+            due=aware(invoice.due_at).strftime("%Y-%m-%d")), invoice)
 
 
 def _send_reminders(tenant: Tenant, now: datetime) -> int:
@@ -761,7 +762,7 @@ def _send_reminders(tenant: Tenant, now: datetime) -> int:
                 invoice.reminded_at = now
                 if soon:
                     subject = _("Reminder: invoice %(number)s is due on %(due)s",
-                                number=invoice.number, due=f"{due:%Y-%m-%d}")
+                                number=invoice.number, due=due.strftime("%Y-%m-%d"))
                 else:
                     subject = _("Invoice %(number)s is due today", number=invoice.number)
                 grace_end = due + _config_days("BILLING_GRACE_DAYS", 7)
@@ -770,7 +771,7 @@ def _send_reminders(tenant: Tenant, now: datetime) -> int:
                     "your wallet at the platform to pay it. If it is still unpaid on %(grace)s "
                     "your shop will be closed to buyers until it is paid.",
                     number=invoice.number, total=format_money(invoice.total, invoice.currency),
-                    due=f"{due:%Y-%m-%d}", grace=f"{grace_end:%Y-%m-%d}"), invoice)
+                    due=due.strftime("%Y-%m-%d"), grace=grace_end.strftime("%Y-%m-%d")), invoice)
                 sent += 1
                 break
     return sent

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import DomainError
@@ -165,9 +166,9 @@ def new_topup(tenant: Tenant, amount: int, *, email: str, ip: str = "",
               now: datetime | None = None) -> TopUp:
     most = current_app.config["MAX_TOPUP"]
     if not MIN_TOPUP <= amount <= most:
-        raise DomainError(_("Top up between %(least)s and %(most)s.",
-                            least=format_money(MIN_TOPUP, tenant.currency),
-                            most=format_money(most, tenant.currency)), field="amount")
+        raise DomainError(_l("Top up between %(least)s and %(most)s.",
+                             least=format_money(MIN_TOPUP, tenant.currency),
+                             most=format_money(most, tenant.currency)), field="amount")
     reference = f"{PREFIX}{tenant.id}-{amount}-{secrets.token_hex(4)}"
     now = billing.utc_now(now)
     title = _("Wallet top-up for %(shop)s", shop=tenant.name)[:120]
@@ -189,7 +190,7 @@ def start_topup(tenant: Tenant, amount: int, method: str, *, email: str, ip: str
                 return_url: str, sandbox_page: Callable[[str], str]) -> tuple[TopUp, PaymentStart]:
     """Start paying `amount` into the shop's wallet with the platform's `method`."""
     if method not in dict(topup_methods()):
-        raise DomainError(_("Choose one of the payment methods offered."), field="method")
+        raise DomainError(_l("Choose one of the payment methods offered."), field="method")
     topup = new_topup(tenant, amount, email=email, ip=ip)
     if method == "sandbox":
         return topup, PaymentStart(kind="redirect", url=sandbox_page(topup.reference))
@@ -204,7 +205,7 @@ def sandbox_notification(tenant: Tenant, reference: str, status: str) -> tuple[b
     """The signed notification the platform's sandbox sends for a top-up of this shop."""
     topup = parse_reference(reference)
     if not sandbox_allowed() or topup is None or topup.tenant_id != tenant.id:
-        raise DomainError(_("No such sandbox payment."))
+        raise DomainError(_l("No such sandbox payment."))
     topup.currency = tenant.currency
     gateway = platform_gateway("sandbox")
     return gateway.signed_notification(topup, "succeeded" if status == "pay" else "failed")

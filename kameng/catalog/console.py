@@ -9,6 +9,9 @@ import re
 from dataclasses import dataclass
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy import func, select
 
 from ..delivery import suppliers
@@ -109,7 +112,7 @@ def notice_read(notice_id: int):
     _confirm_button()
     mark_notice_read(notice_id)  # another shop's notice is not found: 404
     db.session.commit()
-    flash("Notice marked as read.")
+    flash(_("Notice marked as read."))
     return redirect(url_for("merchant.dashboard"))
 
 
@@ -235,7 +238,7 @@ def product_new():
             form.fail(error)
         else:
             db.session.commit()
-            flash(f"Product '{product.title}' created.")
+            flash(_("Product '%(title)s' created.", title=product.title))
             return redirect(url_for(".product_edit", product_id=product.id))
     return render_template("catalog/product_new.html", form=form), _status(form)
 
@@ -321,7 +324,7 @@ def product_edit(product_id: int):
             form.fail(error)
         else:
             db.session.commit()
-            flash("Product saved.")
+            flash(_("Product saved."))
             return redirect(url_for(".product_edit", product_id=product.id))
     return _product_page(product, form=form, status=_status(form))
 
@@ -341,7 +344,7 @@ def product_markup(product_id: int):
             form.fail(error)
         else:
             db.session.commit()
-            flash("Markup of this product saved.")
+            flash(_("Markup of this product saved."))
             return redirect(url_for(".product_edit", product_id=product.id) + "#markup")
     return _product_page(product, markup_form=form, status=422)
 
@@ -353,11 +356,11 @@ def product_markup_delete(product_id: int):
     _confirm_button()
     rule = _product_rule(shop, product)
     if rule is None:
-        flash("This product has no markup of its own.")
+        flash(_("This product has no markup of its own."))
     else:
         catalog.delete_markup_rule(shop, rule)
         db.session.commit()
-        flash("This product now follows its category's or the shop's markup.")
+        flash(_("This product now follows its category's or the shop's markup."))
     return redirect(url_for(".product_edit", product_id=product.id) + "#markup")
 
 
@@ -378,7 +381,7 @@ def product_level_prices(product_id: int):
                 failed = True
         if not failed:
             db.session.commit()
-            flash("Level prices saved.")
+            flash(_("Level prices saved."))
             return redirect(url_for(".product_edit", product_id=product.id) + "#level-prices")
         db.session.rollback()
     return _product_page(product, prices_form=form, status=422)
@@ -397,7 +400,7 @@ def product_bulk_prices(product_id: int):
             form.fail(error)
         else:
             db.session.commit()
-            flash("Bulk prices saved.")
+            flash(_("Bulk prices saved."))
             return redirect(url_for(".product_edit", product_id=product.id) + "#bulk-prices")
     return _product_page(product, bulk_form=form, status=422)
 
@@ -464,7 +467,7 @@ def supply_list_product():
         product = catalog.list_supply_product(shop, supply)
     except DomainError as error:
         return _not_listed(error)
-    return _listed(f"'{product.title}' is on your shelf.")
+    return _listed(_("'%(title)s' is on your shelf.", title=product.title))
 
 
 @bp.post("/supply/list-category")
@@ -477,7 +480,8 @@ def supply_list_category():
         products = catalog.list_supply_category(shop, category)
     except DomainError as error:
         return _not_listed(error)
-    return _listed(f"All {len(products)} products of '{category.name}' are on your shelf.")
+    return _listed(_("All %(count)s products of '%(name)s' are on your shelf.",
+                     count=len(products), name=category.name))
 
 
 @bp.post("/supply/list-all")
@@ -488,7 +492,8 @@ def supply_list_all():
         count = catalog.list_whole_supply_catalog(shop)
     except DomainError as error:
         return _not_listed(error)
-    return _listed(f"{count} new supply product{'s' if count != 1 else ''} listed.")
+    return _listed(ngettext("%(num)d new supply product listed.",
+                            "%(num)d new supply products listed.", count))
 
 
 # -- categories ---------------------------------------------------------------------------------
@@ -511,7 +516,7 @@ def category_list():
             form.fail(error)
         else:
             db.session.commit()
-            flash(f"Category '{category.name}' created.")
+            flash(_("Category '%(name)s' created.", name=category.name))
             return redirect(url_for(".category_list"))
     return render_template(
         "catalog/categories.html", categories=catalog.list_categories(), form=form,
@@ -534,7 +539,7 @@ def category_edit(category_id: int):
             form.fail(error)
         else:
             db.session.commit()
-            flash("Category saved.")
+            flash(_("Category saved."))
             return redirect(url_for(".category_list"))
     return render_template(
         "catalog/category.html", category=category, form=form, action=EmptyForm(formdata=None),
@@ -549,7 +554,7 @@ def category_delete(category_id: int):
     name = category.name
     catalog.delete_category(category)
     db.session.commit()
-    flash(f"Category '{name}' deleted; its products are now uncategorised.")
+    flash(_("Category '%(name)s' deleted; its products are now uncategorised.", name=name))
     return redirect(url_for(".category_list"))
 
 
@@ -599,7 +604,7 @@ def pricing():
             form.fail(error)
         else:
             db.session.commit()
-            flash("Shop markup saved.")
+            flash(_("Shop markup saved."))
             return redirect(url_for(".pricing"))
     return _pricing_page(shop_form=form, status=422)
 
@@ -619,7 +624,7 @@ def pricing_rule_save():
             form.fail(error)
         else:
             db.session.commit()
-            flash("Category markup saved.")
+            flash(_("Category markup saved."))
             return redirect(url_for(".pricing") + "#category-rules")
     return _pricing_page(rule_form=form, status=422)
 
@@ -637,7 +642,7 @@ def pricing_rule_delete(rule_id: int):
         flash(error.message, "error")
     else:
         db.session.commit()
-        flash("Markup rule removed.")
+        flash(_("Markup rule removed."))
     if product_id is not None:
         return redirect(url_for(".product_edit", product_id=product_id) + "#markup")
     return redirect(url_for(".pricing") + "#category-rules")
@@ -661,7 +666,7 @@ def level_create():
             form.fail(error)
         else:
             db.session.commit()
-            flash(f"Buyer level '{level.name}' created.")
+            flash(_("Buyer level '%(name)s' created.", name=level.name))
             return redirect(url_for(".pricing") + "#levels")
     return _pricing_page(level_form=form, status=422)
 
@@ -684,7 +689,7 @@ def level_edit(level_id: int):
             form.fail(error)
         else:
             db.session.commit()
-            flash("Buyer level saved.")
+            flash(_("Buyer level saved."))
             return redirect(url_for(".pricing") + "#levels")
     return render_template(
         "catalog/level.html", level=level, form=form, action=EmptyForm(formdata=None),
@@ -703,7 +708,7 @@ def level_delete(level_id: int):
         flash(error.message, "error")
     else:
         db.session.commit()
-        flash(f"Buyer level '{name}' deleted.")
+        flash(_("Buyer level '%(name)s' deleted.", name=name))
     return redirect(url_for(".pricing") + "#levels")
 
 
@@ -739,14 +744,15 @@ def coupon_list():
         try:
             if form.generate.data:
                 if form.count.data is None:
-                    raise DomainError("Say how many codes to generate.", field="count")
+                    raise DomainError(_l("Say how many codes to generate."), field="count")
                 coupons = catalog.generate_coupons(shop, form.count.data, form.prefix.data or "",
                                                    form.terms(), form.batch_label.data or "")
-                done = f"Generated {len(coupons)} coupon codes in batch '{coupons[0].batch}'."
+                done = _("Generated %(count)s coupon codes in batch '%(batch)s'.",
+                         count=len(coupons), batch=coupons[0].batch)
                 target = url_for(".coupon_list") + "#batches"
             else:
                 coupon = catalog.create_coupon(shop, form.code.data or "", form.terms())
-                done = f"Coupon {coupon.code} created."
+                done = _("Coupon %(code)s created.", code=coupon.code)
                 target = url_for(".coupon_detail", coupon_id=coupon.id)
         except DomainError as error:
             db.session.rollback()
@@ -817,7 +823,10 @@ def _set_coupon_active(coupon_id: int, active: bool):
     _confirm_button()
     catalog.set_coupon_active(coupon, active)
     db.session.commit()
-    flash(f"Coupon {coupon.code} {'activated' if active else 'deactivated'}.")
+    if active:
+        flash(_("Coupon %(code)s activated.", code=coupon.code))
+    else:
+        flash(_("Coupon %(code)s deactivated.", code=coupon.code))
     return redirect(url_for(".coupon_detail", coupon_id=coupon.id))
 
 

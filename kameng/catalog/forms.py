@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
@@ -161,12 +162,12 @@ def _sort_field(label="Sort order (lower first)"):
 
 
 def _threshold_field():
-    return IntegerField("Low-stock alert below (0: no alert)",
+    return IntegerField(_l("Low-stock alert below (0: no alert)"),
                         validators=[InputRequired(), NumberRange(0, MAX_COUNT)], default=0)
 
 
-def _category_field(label="Category"):
-    return SelectField(label, coerce=optional_id)
+def _category_field(label=None):
+    return SelectField(label or _l("Category"), coerce=optional_id)
 
 
 # -- products ------------------------------------------------------------------------------------
@@ -175,38 +176,40 @@ def _category_field(label="Category"):
 class InputFieldRow(RowForm):
     """One buyer input field of a product (e.g. the game account of a top-up)."""
 
-    name = StringField("Name", validators=[Optional(), Length(max=32)])
-    label = StringField("Label", validators=[Optional(), Length(max=80)])
-    type = SelectField("Type", choices=list(INPUT_TYPES), default="text")
-    required = BooleanField("Required")
-    pattern = StringField("Pattern (regular expression)", validators=[Optional(), Length(max=200)])
+    name = StringField(_l("Name"), validators=[Optional(), Length(max=32)])
+    label = StringField(_l("Label"), validators=[Optional(), Length(max=80)])
+    type = SelectField(_l("Type"), choices=list(INPUT_TYPES), default="text")
+    required = BooleanField(_l("Required"))
+    pattern = StringField(_l("Pattern (regular expression)"),
+                          validators=[Optional(), Length(max=200)])
 
 
 class ProductForm(ShopForm):
     """An own product: everything about it."""
 
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    price = MoneyField("Price", validators=[InputRequired(), Length(max=20)])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    price = MoneyField(_l("Price"), validators=[InputRequired(), Length(max=20)])
     category_id = _category_field()
-    delivery_kind = SelectField("Delivery", choices=options(DELIVERY_KINDS.items()), default="card")
-    description_html = TextAreaField("Description (HTML; scripts and styles are removed)",
+    delivery_kind = SelectField(_l("Delivery"), choices=options(DELIVERY_KINDS.items()),
+                                default="card")
+    description_html = TextAreaField(_l("Description (HTML; scripts and styles are removed)"),
                                      validators=[Length(max=50_000)])
     text_content = TextAreaField(
-        "Fixed content (fixed-content products: what every buyer receives)",
+        _l("Fixed content (fixed-content products: what every buyer receives)"),
         validators=[Length(max=20_000)])
     input_fields = RowList(FormField(InputFieldRow), min_entries=5, max_entries=10)
-    min_qty = IntegerField("Minimum quantity per order",
+    min_qty = IntegerField(_l("Minimum quantity per order"),
                            validators=[InputRequired(), NumberRange(1, MAX_QTY_LIMIT)], default=1)
-    max_qty = IntegerField("Maximum quantity per order",
+    max_qty = IntegerField(_l("Maximum quantity per order"),
                            validators=[InputRequired(), NumberRange(1, MAX_QTY_LIMIT)],
                            default=100)
     low_stock_threshold = _threshold_field()
-    image = FileField("Image (PNG, JPEG, GIF or WebP, at most 2 MB)")
+    image = FileField(_l("Image (PNG, JPEG, GIF or WebP, at most 2 MB)"))
     sort = _sort_field()
-    active = BooleanField("On sale", default=True)
-    supplier_id = SelectField("Supplier (direct top-up: bought from it when a buyer pays)",
+    active = BooleanField(_l("On sale"), default=True)
+    supplier_id = SelectField(_l("Supplier (direct top-up: bought from it when a buyer pays)"),
                               coerce=optional_id)
-    supplier_product = StringField("Upstream product code (its code at the supplier)",
+    supplier_product = StringField(_l("Upstream product code (its code at the supplier)"),
                                    validators=[Optional(), Length(max=120)])
 
     def input_field_rows(self) -> list[dict]:
@@ -220,25 +223,25 @@ class ProductForm(ShopForm):
 class ListingForm(ShopForm):
     """A listing of a supply product: only what the shop decides about it."""
 
-    name = StringField("Name (empty: the supply product's name)",
+    name = StringField(_l("Name (empty: the supply product's name)"),
                        validators=[Optional(), Length(max=200)])
     description_html = TextAreaField(
-        "Description (HTML; empty: the supply product's description)",
+        _l("Description (HTML; empty: the supply product's description)"),
         validators=[Length(max=50_000)])
     category_id = _category_field()
     low_stock_threshold = _threshold_field()
     sort = _sort_field()
-    active = BooleanField("On sale", default=True)
+    active = BooleanField(_l("On sale"), default=True)
 
 
 class MarkupForm(ShopForm):
     """A markup rule: cost + percent or fixed amount, then a rounding rule."""
 
-    kind = SelectField("Markup", choices=options([("percent", "Percent of cost"),
-                                                  ("fixed", "Fixed amount over cost")]))
-    value = StringField("Value (% or amount; may be negative)",
+    kind = SelectField(_l("Markup"), choices=options([("percent", _l("Percent of cost")),
+                                                  ("fixed", _l("Fixed amount over cost"))]))
+    value = StringField(_l("Value (% or amount; may be negative)"),
                         validators=[InputRequired(), Length(max=20)])
-    rounding = SelectField("Rounding", choices=options(ROUNDINGS.items()))
+    rounding = SelectField(_l("Rounding"), choices=options(ROUNDINGS.items()))
 
     def validate_value(self, field):
         try:
@@ -249,12 +252,13 @@ class MarkupForm(ShopForm):
 
 
 class CategoryRuleForm(MarkupForm):
-    category_id = SelectField("Category", coerce=optional_id)
+    category_id = SelectField(_l("Category"), coerce=optional_id)
 
 
 class BulkRow(RowForm):
-    min_qty = IntegerField("From quantity", validators=[Optional(), NumberRange(2, MAX_QTY_LIMIT)])
-    unit_price = StringField("Unit price", validators=[Optional(), Length(max=20)])
+    min_qty = IntegerField(_l("From quantity"),
+                           validators=[Optional(), NumberRange(2, MAX_QTY_LIMIT)])
+    unit_price = StringField(_l("Unit price"), validators=[Optional(), Length(max=20)])
 
 
 class BulkPricesForm(ShopForm):
@@ -268,11 +272,13 @@ class BulkPricesForm(ShopForm):
             if qty is None and not price:
                 continue
             if qty is None or not price:
-                raise DomainError(f"Row {number}: give both a quantity and a unit price.")
+                raise DomainError(_l("Row %(number)s: give both a quantity and a unit price.",
+                                     number=number))
             try:
                 breaks.append((qty, amount_of(price, self.currency)))
             except DomainError as error:
-                raise DomainError(f"Row {number}: {error.message}") from None
+                raise DomainError(_l("Row %(number)s: %(message)s",
+                                     number=number, message=error.message)) from None
         return breaks
 
 
@@ -295,18 +301,18 @@ def level_prices_form(levels, *, currency: str, data: dict | None = None,
 
 
 class CategoryForm(Form):
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
     sort = _sort_field()
-    active = BooleanField("Shown in the shop", default=True)
+    active = BooleanField(_l("Shown in the shop"), default=True)
 
 
 class LevelForm(ShopForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=60)])
-    rank = IntegerField("Rank (higher is better)",
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=60)])
+    rank = IntegerField(_l("Rank (higher is better)"),
                         validators=[InputRequired(), NumberRange(0, 1000)])
-    discount = PercentField("Discount (%)", validators=[InputRequired(), Length(max=10)],
+    discount = PercentField(_l("Discount (%)"), validators=[InputRequired(), Length(max=10)],
                             default="0")
-    spend_threshold = MoneyField("Raise members to this level at lifetime spend (empty: never)",
+    spend_threshold = MoneyField(_l("Raise members to this level at lifetime spend (empty: never)"),
                                  validators=[Optional(), Length(max=20)])
 
 
@@ -316,31 +322,32 @@ class LevelForm(ShopForm):
 class CouponForm(ShopForm):
     """A coupon's terms, then either one code or a generated batch (two submit buttons)."""
 
-    kind = SelectField("Discount", choices=options([("percent", "Percent off"),
-                                                    ("fixed", "Amount off")]))
-    value = StringField("Value (% or amount)", validators=[InputRequired(), Length(max=20)])
-    scope = SelectField("Applies to", choices=options([("all", "Every product"),
-                                                       ("category", "One category"),
-                                                       ("product", "One product")]))
-    category_id = _category_field("Category (when it applies to one category)")
-    product_id = SelectField("Product (when it applies to one product)", coerce=optional_id)
-    min_amount = MoneyField("Minimum order amount", validators=[Optional(), Length(max=20)])
-    starts_at = DateTimeLocalField("Starts (UTC; empty: now)", validators=[Optional()],
+    kind = SelectField(_l("Discount"), choices=options([("percent", _l("Percent off")),
+                                                    ("fixed", _l("Amount off"))]))
+    value = StringField(_l("Value (% or amount)"), validators=[InputRequired(), Length(max=20)])
+    scope = SelectField(_l("Applies to"), choices=options([("all", _l("Every product")),
+                                                       ("category", _l("One category")),
+                                                       ("product", _l("One product"))]))
+    category_id = _category_field(_l("Category (when it applies to one category)"))
+    product_id = SelectField(_l("Product (when it applies to one product)"), coerce=optional_id)
+    min_amount = MoneyField(_l("Minimum order amount"), validators=[Optional(), Length(max=20)])
+    starts_at = DateTimeLocalField(_l("Starts (UTC; empty: now)"), validators=[Optional()],
                                    format=DATETIME_FORMATS, tz=UTC)
-    ends_at = DateTimeLocalField("Ends (UTC; empty: never)", validators=[Optional()],
+    ends_at = DateTimeLocalField(_l("Ends (UTC; empty: never)"), validators=[Optional()],
                                  format=DATETIME_FORMATS, tz=UTC)
-    max_uses = IntegerField("Total uses (empty: unlimited)",
+    max_uses = IntegerField(_l("Total uses (empty: unlimited)"),
                             validators=[Optional(), NumberRange(1, MAX_COUNT)])
-    max_uses_per_buyer = IntegerField("Uses per buyer (empty: unlimited)",
+    max_uses_per_buyer = IntegerField(_l("Uses per buyer (empty: unlimited)"),
                                       validators=[Optional(), NumberRange(1, MAX_COUNT)])
-    first_order_only = BooleanField("Only on a buyer's first order")
-    allowed_level_ids = MultiCheckboxField("Buyer levels (none ticked: every level)", coerce=int)
-    code = StringField("Code", validators=[Optional(), Length(max=40)])
-    count = IntegerField("How many codes", validators=[Optional(), NumberRange(1, 10_000)])
-    prefix = StringField("Prefix (optional)", validators=[Optional(), Length(max=12)])
-    batch_label = StringField("Batch label (optional)", validators=[Optional(), Length(max=60)])
-    create = SubmitField("Create coupon")
-    generate = SubmitField("Generate batch")
+    first_order_only = BooleanField(_l("Only on a buyer's first order"))
+    allowed_level_ids = MultiCheckboxField(_l("Buyer levels (none ticked: every level)"),
+                                           coerce=int)
+    code = StringField(_l("Code"), validators=[Optional(), Length(max=40)])
+    count = IntegerField(_l("How many codes"), validators=[Optional(), NumberRange(1, 10_000)])
+    prefix = StringField(_l("Prefix (optional)"), validators=[Optional(), Length(max=12)])
+    batch_label = StringField(_l("Batch label (optional)"), validators=[Optional(), Length(max=60)])
+    create = SubmitField(_l("Create coupon"))
+    generate = SubmitField(_l("Generate batch"))
 
     def validate_value(self, field):
         try:

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from flask_babel import lazy_gettext as _l
+
 from ..errors import DomainError
 from ..money import apply_percent, apply_rounding
 
@@ -114,21 +116,21 @@ def coupon_problem(coupon, product, level, subtotal: int, now: datetime) -> str 
     """Why `coupon` does not apply to this line (None when it applies). Pure checks only:
     use counts and first-order rules need the order history and are checked at checkout."""
     if not coupon.active:
-        return "This coupon is no longer active."
+        return _l("This coupon is no longer active.")
     if coupon.starts_at is not None and now < _aware(coupon.starts_at):
-        return "This coupon is not valid yet."
+        return _l("This coupon is not valid yet.")
     if coupon.ends_at is not None and now > _aware(coupon.ends_at):
-        return "This coupon has expired."
+        return _l("This coupon has expired.")
     if coupon.scope == "product" and coupon.product_id != product.id:
-        return "This coupon does not apply to this product."
+        return _l("This coupon does not apply to this product.")
     if coupon.scope == "category" and (
         product.category_id is None or coupon.category_id != product.category_id
     ):
-        return "This coupon does not apply to this category."
+        return _l("This coupon does not apply to this category.")
     if coupon.allowed_level_ids and (level is None or level.id not in coupon.allowed_level_ids):
-        return "This coupon is not available for your buyer level."
+        return _l("This coupon is not available for your buyer level.")
     if subtotal < coupon.min_amount:
-        return "The order does not reach this coupon's minimum amount."
+        return _l("The order does not reach this coupon's minimum amount.")
     return None
 
 
@@ -141,7 +143,8 @@ def quote(tenant, product, buyer_level, qty: int, coupon=None, *, now: datetime 
     """Price `qty` units of `product` for a buyer at `buyer_level` (None: no level discount)."""
     low, high = product.quantity_range
     if not isinstance(qty, int) or isinstance(qty, bool) or qty < low or qty > high:
-        raise QuoteError(f"Choose a quantity from {low} to {high}.", field="qty")
+        raise QuoteError(_l("Choose a quantity from %(low)s to %(high)s.",
+                            low=low, high=high), field="qty")
     cost, base = base_price(tenant, product)
     has_cost = unit_cost(product) is not None
     level_unit = _level_unit(product, buyer_level, base)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -59,19 +60,20 @@ def _name(value: str | None, field: str = "name", required: bool = True,
     value = (value or "").strip()
     if not value:
         if required:
-            raise DomainError("The name is required.", field=field)
+            raise DomainError(_l("The name is required."), field=field)
         return None
     if len(value) > limit:
-        raise DomainError(f"The name must be at most {limit} characters.", field=field)
+        raise DomainError(_l("The name must be at most %(limit)s characters.",
+                             limit=limit), field=field)
     return value
 
 
-def _amount(value: int, field: str, what: str = "amount") -> int:
+def _amount(value: int, field: str, what: str = _l("amount")) -> int:
     """A price or cost in minor units within what the columns hold."""
     if value is None or value < 0:
-        raise DomainError(f"The {what} must not be negative.", field=field)
+        raise DomainError(_l("The %(what)s must not be negative.", what=what), field=field)
     if value > MAX_AMOUNT:
-        raise DomainError(f"The {what} is too large.", field=field)
+        raise DomainError(_l("The %(what)s is too large.", what=what), field=field)
     return value
 
 
@@ -79,9 +81,11 @@ def _bounded(value, field: str, what: str, low: int = 0, high: int = 1_000_000) 
     try:
         number = int(value or 0)
     except (TypeError, ValueError):
-        raise DomainError(f"The {what} must be a whole number.", field=field) from None
+        raise DomainError(_l("The %(what)s must be a whole number.",
+                             what=what), field=field) from None
     if not low <= number <= high:
-        raise DomainError(f"The {what} must be between {low} and {high}.", field=field)
+        raise DomainError(_l("The %(what)s must be between %(low)s and %(high)s.",
+                             what=what, low=low, high=high), field=field)
     return number
 
 
@@ -95,30 +99,35 @@ def check_input_fields(fields: Iterable[dict] | None) -> list[dict]:
         pattern = (raw.get("pattern") or "").strip()
         if not FIELD_NAME.fullmatch(name):
             raise DomainError(
-                "Each input field needs a name of lower-case letters, digits and _ "
-                "(starting with a letter).", field="input_fields")
+                _l("Each input field needs a name of lower-case letters, digits and _ "
+                   "(starting with a letter)."), field="input_fields")
         if name in seen:
-            raise DomainError(f"The input field '{name}' appears twice.", field="input_fields")
+            raise DomainError(_l("The input field '%(name)s' appears twice.",
+                                 name=name), field="input_fields")
         if not label or len(label) > 80:
-            raise DomainError(f"The input field '{name}' needs a label (at most 80 characters).",
+            raise DomainError(_l("The input field '%(name)s' needs a label "
+                                 "(at most 80 characters).",
+                                 name=name),
                               field="input_fields")
         if kind not in INPUT_TYPES:
-            raise DomainError(f"Input field type must be one of {', '.join(INPUT_TYPES)}.",
+            raise DomainError(_l("Input field type must be one of %(input_types)s.",
+                                 input_types=', '.join(INPUT_TYPES)),
                               field="input_fields")
         if pattern:
             if len(pattern) > 200:
-                raise DomainError("An input pattern must be at most 200 characters.",
+                raise DomainError(_l("An input pattern must be at most 200 characters."),
                                   field="input_fields")
             try:
                 re.compile(pattern)
             except re.error:
-                raise DomainError(f"The pattern of '{name}' is not a valid regular expression.",
+                raise DomainError(_l("The pattern of '%(name)s' is not a valid regular expression.",
+                                     name=name),
                                   field="input_fields") from None
         seen.add(name)
         checked.append({"name": name, "label": label, "type": kind,
                         "required": bool(raw.get("required")), "pattern": pattern})
     if len(checked) > 10:
-        raise DomainError("A product may have at most 10 input fields.", field="input_fields")
+        raise DomainError(_l("A product may have at most 10 input fields."), field="input_fields")
     return checked
 
 
@@ -129,12 +138,14 @@ def check_buyer_input(product: Product, values: dict) -> dict:
         value = (values.get(spec["name"]) or "").strip()
         if not value:
             if spec.get("required"):
-                raise DomainError(f"{spec['label']} is required.", field=spec["name"])
+                raise DomainError(_l("%(spec)s is required.",
+                                     spec=spec['label']), field=spec["name"])
             continue
         if len(value) > 200:
-            raise DomainError(f"{spec['label']} is too long.", field=spec["name"])
+            raise DomainError(_l("%(spec)s is too long.", spec=spec['label']), field=spec["name"])
         if spec.get("pattern") and not re.fullmatch(spec["pattern"], value):
-            raise DomainError(f"{spec['label']} is not in the expected format.", field=spec["name"])
+            raise DomainError(_l("%(spec)s is not in the expected format.",
+                                 spec=spec['label']), field=spec["name"])
         answers[spec["name"]] = value
     return answers
 
@@ -145,20 +156,20 @@ def _apply_details(target, details: dict) -> None:
         target.description_html = clean_html(details["description_html"])
     if "delivery_kind" in details:
         if details["delivery_kind"] not in DELIVERY_KINDS:
-            raise DomainError("Choose a delivery kind.", field="delivery_kind")
+            raise DomainError(_l("Choose a delivery kind."), field="delivery_kind")
         target.delivery_kind = details["delivery_kind"]
     if "input_fields" in details:
         target.input_fields = check_input_fields(details["input_fields"])
-    low = _bounded(details.get("min_qty", target.min_qty or 1), "min_qty", "minimum quantity",
+    low = _bounded(details.get("min_qty", target.min_qty or 1), "min_qty", _l("minimum quantity"),
                    1, MAX_QTY_LIMIT)
     high = _bounded(details.get("max_qty", target.max_qty or 100), "max_qty",
-                    "maximum quantity", 1, MAX_QTY_LIMIT)
+                    _l("maximum quantity"), 1, MAX_QTY_LIMIT)
     if low > high:
-        raise DomainError("The minimum quantity must not exceed the maximum.", field="max_qty")
+        raise DomainError(_l("The minimum quantity must not exceed the maximum."), field="max_qty")
     target.min_qty, target.max_qty = low, high
     if "low_stock_threshold" in details:
         target.low_stock_threshold = _bounded(details["low_stock_threshold"],
-                                              "low_stock_threshold", "low-stock threshold")
+                                              "low_stock_threshold", _l("low-stock threshold"))
     if "active" in details:
         target.active = bool(details["active"])
     if "supplier_id" in details:
@@ -166,7 +177,7 @@ def _apply_details(target, details: dict) -> None:
     if "supplier_product" in details:
         code = (details["supplier_product"] or "").strip()
         if len(code) > 120:
-            raise DomainError("The upstream product code must be at most 120 characters.",
+            raise DomainError(_l("The upstream product code must be at most 120 characters."),
                               field="supplier_product")
         target.supplier_product = code
     if details.get("text_content") is not None:
@@ -180,7 +191,7 @@ def _apply_details(target, details: dict) -> None:
         target.image_version = (target.image_version or 0) + 1
     if (target.delivery_kind == "text" and not target.text_content
             and details.get("require_text_content", True)):
-        raise DomainError("A fixed-content product needs its content.", field="text_content")
+        raise DomainError(_l("A fixed-content product needs its content."), field="text_content")
 
 
 def _supplier_id_for(target, supplier_id) -> int | None:
@@ -191,11 +202,11 @@ def _supplier_id_for(target, supplier_id) -> int | None:
     if supplier_id in (None, "", 0):
         return None
     if isinstance(target, Product) and target.supply_product_id is not None:
-        raise DomainError("A listing is delivered by its supply product's supplier.",
+        raise DomainError(_l("A listing is delivered by its supply product's supplier."),
                           field="supplier_id")
     owner = None if isinstance(target, SupplyProduct) else target.tenant_id
     if isinstance(target, Product) and owner is None:
-        raise DomainError("Choose one of your suppliers.", field="supplier_id")
+        raise DomainError(_l("Choose one of your suppliers."), field="supplier_id")
     return owned_supplier(owner, supplier_id).id
 
 
@@ -211,7 +222,7 @@ def text_content(product) -> str:
 def create_supply_category(name: str, sort: int = 0) -> SupplyCategory:
     name = _name(name, limit=120)
     if db.session.scalar(select(SupplyCategory.id).where(SupplyCategory.name == name)):
-        raise Conflict(f"A supply category named '{name}' exists.", field="name")
+        raise Conflict(_l("A supply category named '%(name)s' exists.", name=name), field="name")
     category = SupplyCategory(name=name, sort=sort)
     db.session.add(category)
     db.session.flush()
@@ -225,7 +236,7 @@ def update_supply_category(category: SupplyCategory, *, name: str, sort: int, ac
         .where(SupplyCategory.name == name, SupplyCategory.id != category.id)
     )
     if clash:
-        raise Conflict(f"A supply category named '{name}' exists.", field="name")
+        raise Conflict(_l("A supply category named '%(name)s' exists.", name=name), field="name")
     category.name, category.sort, category.active = name, sort, active
     db.session.flush()
     return category
@@ -234,7 +245,7 @@ def update_supply_category(category: SupplyCategory, *, name: str, sort: int, ac
 def get_supply_category(category_id: int | None) -> SupplyCategory:
     category = row_by_id(SupplyCategory, category_id)
     if category is None:
-        raise NotFound("No such supply category.")
+        raise NotFound(_l("No such supply category."))
     return category
 
 
@@ -247,7 +258,7 @@ def list_supply_categories() -> list[SupplyCategory]:
 def get_supply_product(product_id: int) -> SupplyProduct:
     product = row_by_id(SupplyProduct, product_id)
     if product is None:
-        raise NotFound("No such supply product.")
+        raise NotFound(_l("No such supply product."))
     return product
 
 
@@ -265,7 +276,7 @@ def list_supply_products(category_id: int | None = None, active_only=False) -> l
 
 def create_supply_product(*, name: str, cost: int, category_id: int | None = None,
                           **details) -> SupplyProduct:
-    _amount(cost, "cost", "cost")
+    _amount(cost, "cost", _l("cost"))
     if category_id is not None:
         get_supply_category(category_id)
     product = SupplyProduct(
@@ -291,7 +302,7 @@ def update_supply_product(product: SupplyProduct, *, name: str | None = None,
     _apply_details(product, details)
     raised = cost is not None and cost > product.cost
     if cost is not None:
-        product.cost = _amount(cost, "cost", "cost")
+        product.cost = _amount(cost, "cost", _l("cost"))
     db.session.flush()
     return notify_cost_floor(product) if raised else []
 
@@ -346,13 +357,13 @@ def list_categories(active_only=False) -> list[Category]:
 def get_category(category_id: int) -> Category:
     category = row_by_id(Category, category_id)
     if category is None:
-        raise NotFound("No such category.")
+        raise NotFound(_l("No such category."))
     return category
 
 
 def create_category(tenant: Tenant, name: str, sort: int = 0) -> Category:
     category = Category(tenant_id=tenant.id, name=_name(name, limit=120),
-                        sort=_bounded(sort, "sort", "sort order", -1_000_000), active=True)
+                        sort=_bounded(sort, "sort", _l("sort order"), -1_000_000), active=True)
     db.session.add(category)
     db.session.flush()
     return category
@@ -360,7 +371,7 @@ def create_category(tenant: Tenant, name: str, sort: int = 0) -> Category:
 
 def update_category(category: Category, *, name: str, sort: int, active: bool) -> Category:
     category.name, category.active = _name(name, limit=120), active
-    category.sort = _bounded(sort, "sort", "sort order", -1_000_000)
+    category.sort = _bounded(sort, "sort", _l("sort order"), -1_000_000)
     db.session.flush()
     return category
 
@@ -380,7 +391,7 @@ def get_product(product_id: int) -> Product:
     """A product of the bound shop (another shop's product is simply not found)."""
     product = row_by_id(Product, product_id)
     if product is None:
-        raise NotFound("No such product.")
+        raise NotFound(_l("No such product."))
     return product
 
 
@@ -422,7 +433,7 @@ def list_supply_product(tenant: Tenant, supply: SupplyProduct) -> Product:
     if existing is not None:
         return existing
     if not supply.on_offer:
-        raise DomainError("This supply product is not available.")
+        raise DomainError(_l("This supply product is not available."))
     category = _shop_category_for(tenant, supply.category)
     product = Product(
         tenant_id=tenant.id, supply_product_id=supply.id, supply=supply,
@@ -467,7 +478,7 @@ def create_product(tenant: Tenant, *, name: str, price: int, category_id: int | 
     """Create one of the shop's own products (its own price, its own codes)."""
     from ..billing.service import check_product_limit
 
-    _amount(price, "price", "price")
+    _amount(price, "price", _l("price"))
     check_product_limit(tenant)  # the shop's plan may allow only so many own products
     if category_id is not None:
         get_category(category_id)
@@ -490,7 +501,7 @@ def update_product(product: Product, *, name: str | None = None, price: int | No
             get_category(category_id)
         product.category_id = category_id
     if sort is not None:
-        product.sort = _bounded(sort, "sort", "sort order", -1_000_000)
+        product.sort = _bounded(sort, "sort", _l("sort order"), -1_000_000)
     if product.is_supply:
         product.name = _name(name, required=False)
         allowed = {k: v for k, v in details.items()
@@ -504,7 +515,7 @@ def update_product(product: Product, *, name: str | None = None, price: int | No
         if name is not None:
             product.name = _name(name)
         if price is not None:
-            product.price = _amount(price, "price", "price")
+            product.price = _amount(price, "price", _l("price"))
         _apply_details(product, details)
     db.session.flush()
     return product
@@ -523,24 +534,24 @@ def _rule_target(scope: str, category_id: int | None, product_id: int | None):
     if scope == "product":
         product = get_product(product_id)
         if unit_cost(product) is None:
-            raise DomainError("Markup applies to supply products and products bought from an "
-                              "upstream shop; an own product has its price.")
+            raise DomainError(_l("Markup applies to supply products and products bought from an "
+                                 "upstream shop; an own product has its price."))
         return select(MarkupRule).where(MarkupRule.scope == "product",
                                         MarkupRule.product_id == product_id)
-    raise DomainError("Choose shop, category or product.", field="scope")
+    raise DomainError(_l("Choose shop, category or product."), field="scope")
 
 
 def set_markup_rule(tenant: Tenant, *, scope: str, kind: str, value: int, rounding: str,
                     category_id: int | None = None, product_id: int | None = None) -> MarkupRule:
     """Create or change a markup rule; refused when it would price any supply product below cost."""
     if kind not in MARKUP_KINDS:
-        raise DomainError("Choose percent or fixed amount.", field="kind")
+        raise DomainError(_l("Choose percent or fixed amount."), field="kind")
     if rounding not in ROUNDINGS:
-        raise DomainError("Choose a rounding rule.", field="rounding")
+        raise DomainError(_l("Choose a rounding rule."), field="rounding")
     if kind == "percent" and not -BASIS_POINTS < value <= 100 * BASIS_POINTS:
-        raise DomainError("The percentage is out of range.", field="value")
+        raise DomainError(_l("The percentage is out of range."), field="value")
     if kind == "fixed" and abs(value) > MAX_AMOUNT:
-        raise DomainError("The amount is too large.", field="value")
+        raise DomainError(_l("The amount is too large."), field="value")
     rule = db.session.scalar(_rule_target(scope, category_id, product_id))
     if rule is None:
         rule = MarkupRule(tenant_id=tenant.id, scope=scope,
@@ -566,15 +577,17 @@ def _refuse_below_cost(tenant: Tenant, candidate: MarkupRule, replacing: MarkupR
         price = marked_up(cost, candidate)
         if price < cost:
             raise DomainError(
-                f"This rule would sell '{product.title}' at {format_money(price, tenant.currency)}"
-                f", below its cost of {format_money(cost, tenant.currency)}.",
+                _l("This rule would sell '%(title)s' at %(price)s"
+                   ", below its cost of %(cost)s.",
+                   title=product.title, price=format_money(price, tenant.currency),
+                   cost=format_money(cost, tenant.currency)),
                 field="value",
             )
 
 
 def delete_markup_rule(tenant: Tenant, rule: MarkupRule) -> None:
     if rule.scope == "shop":
-        raise DomainError("The shop's default markup cannot be removed; set it to 0% instead.")
+        raise DomainError(_l("The shop's default markup cannot be removed; set it to 0% instead."))
     db.session.delete(rule)
     db.session.flush()
     db.session.expire(tenant, ["markup_rules"])
@@ -583,7 +596,7 @@ def delete_markup_rule(tenant: Tenant, rule: MarkupRule) -> None:
 def get_markup_rule(rule_id: int) -> MarkupRule:
     rule = row_by_id(MarkupRule, rule_id)
     if rule is None:
-        raise NotFound("No such markup rule.")
+        raise NotFound(_l("No such markup rule."))
     return rule
 
 
@@ -615,7 +628,7 @@ def list_levels() -> list[PriceLevel]:
 def get_level(level_id: int) -> PriceLevel:
     level = row_by_id(PriceLevel, level_id)
     if level is None:
-        raise NotFound("No such buyer level.")
+        raise NotFound(_l("No such buyer level."))
     return level
 
 
@@ -623,19 +636,20 @@ def save_level(tenant: Tenant, level: PriceLevel | None, *, name: str, rank: int
                discount_bp: int, spend_threshold: int | None) -> PriceLevel:
     name = (name or "").strip()
     if not name or len(name) > 60:
-        raise DomainError("A level needs a name of at most 60 characters.", field="name")
+        raise DomainError(_l("A level needs a name of at most 60 characters."), field="name")
     if not 0 <= discount_bp <= BASIS_POINTS:
-        raise DomainError("The discount must be between 0% and 100%.", field="discount")
+        raise DomainError(_l("The discount must be between 0% and 100%."), field="discount")
     if spend_threshold is not None:
-        _amount(spend_threshold, "spend_threshold", "spend threshold")
-    rank = _bounded(rank, "rank", "rank", 0, 1000)
+        _amount(spend_threshold, "spend_threshold", _l("spend threshold"))
+    rank = _bounded(rank, "rank", _l("rank"), 0, 1000)
     for other in list_levels():
         if other is level:
             continue
         if other.name.lower() == name.lower():
-            raise Conflict(f"A level named '{name}' exists.", field="name")
+            raise Conflict(_l("A level named '%(name)s' exists.", name=name), field="name")
         if other.rank == rank:
-            raise Conflict(f"Rank {rank} is taken by '{other.name}'.", field="rank")
+            raise Conflict(_l("Rank %(rank)s is taken by '%(name)s'.",
+                              rank=rank, name=other.name), field="rank")
     if level is None:
         level = PriceLevel(tenant_id=tenant.id)
         db.session.add(level)
@@ -647,7 +661,7 @@ def save_level(tenant: Tenant, level: PriceLevel | None, *, name: str, rank: int
 
 def delete_level(level: PriceLevel) -> None:
     if level.is_guest or level.is_default:
-        raise DomainError("The guest and the default member level cannot be deleted.")
+        raise DomainError(_l("The guest and the default member level cannot be deleted."))
     db.session.delete(level)
     db.session.flush()
 
@@ -687,7 +701,8 @@ def _floor_check(product: Product, price: int, what: str) -> None:
     if cost is not None and price < cost:
         shown = format_money(cost, product.supply.currency if product.is_supply
                              else current_app.config["CURRENCY"])
-        raise DomainError(f"The {what} must not be below the cost of {shown}.", field="price")
+        raise DomainError(_l("The %(what)s must not be below the cost of %(shown)s.",
+                             what=what, shown=shown), field="price")
 
 
 def set_level_price(product: Product, level: PriceLevel, price: int | None) -> None:
@@ -698,7 +713,7 @@ def set_level_price(product: Product, level: PriceLevel, price: int | None) -> N
             product.level_prices.remove(existing)
         db.session.flush()
         return
-    _floor_check(product, price, f"price for {level.name}")
+    _floor_check(product, price, _l("price for %(level)s", level=level.name))
     if existing is None:
         product.level_prices.append(
             LevelPrice(tenant_id=product.tenant_id, level_id=level.id, price=price))
@@ -712,10 +727,11 @@ def set_bulk_prices(product: Product, breaks: Iterable[tuple[int, int]]) -> None
     checked: dict[int, int] = {}
     for min_qty, unit_price in breaks:
         if min_qty < 2:
-            raise DomainError("A bulk price starts at a quantity of 2 or more.", field="bulk")
+            raise DomainError(_l("A bulk price starts at a quantity of 2 or more."), field="bulk")
         if min_qty in checked:
-            raise DomainError(f"Quantity {min_qty} appears twice.", field="bulk")
-        _floor_check(product, unit_price, "bulk price")
+            raise DomainError(_l("Quantity %(min_qty)s appears twice.",
+                                 min_qty=min_qty), field="bulk")
+        _floor_check(product, unit_price, _l("bulk price"))
         checked[min_qty] = unit_price
     product.bulk_prices.clear()
     db.session.flush()
@@ -746,32 +762,32 @@ class CouponTerms:
 
 def _check_terms(terms: CouponTerms) -> None:
     if terms.kind not in COUPON_KINDS:
-        raise DomainError("Choose percent or fixed amount.", field="kind")
+        raise DomainError(_l("Choose percent or fixed amount."), field="kind")
     if terms.value <= 0 or (terms.kind == "percent" and terms.value > BASIS_POINTS):
-        raise DomainError("A percent coupon takes 0.01% to 100%; a fixed one more than 0.",
+        raise DomainError(_l("A percent coupon takes 0.01% to 100%; a fixed one more than 0."),
                           field="value")
     if terms.scope not in COUPON_SCOPES:
-        raise DomainError("Choose what the coupon applies to.", field="scope")
+        raise DomainError(_l("Choose what the coupon applies to."), field="scope")
     if terms.scope == "category":
         if terms.category_id is None:
-            raise DomainError("Choose the category.", field="category_id")
+            raise DomainError(_l("Choose the category."), field="category_id")
         get_category(terms.category_id)
     if terms.scope == "product":
         if terms.product_id is None:
-            raise DomainError("Choose the product.", field="product_id")
+            raise DomainError(_l("Choose the product."), field="product_id")
         get_product(terms.product_id)
-    _amount(terms.min_amount, "min_amount", "minimum amount")
+    _amount(terms.min_amount, "min_amount", _l("minimum amount"))
     if terms.kind == "fixed":
-        _amount(terms.value, "value", "coupon value")
+        _amount(terms.value, "value", _l("coupon value"))
     if terms.starts_at and terms.ends_at and terms.ends_at <= terms.starts_at:
-        raise DomainError("The coupon must end after it starts.", field="ends_at")
+        raise DomainError(_l("The coupon must end after it starts."), field="ends_at")
     for name in ("max_uses", "max_uses_per_buyer"):
         value = getattr(terms, name)
         if value is not None and not 1 <= value <= 1_000_000_000:
-            raise DomainError("Use limits must be between 1 and 1,000,000,000.", field=name)
+            raise DomainError(_l("Use limits must be between 1 and 1,000,000,000."), field=name)
     known = {level.id for level in list_levels()}
     if any(level_id not in known for level_id in terms.allowed_level_ids):
-        raise DomainError("Unknown buyer level.", field="allowed_level_ids")
+        raise DomainError(_l("Unknown buyer level."), field="allowed_level_ids")
 
 
 def _coupon(tenant: Tenant, code: str, terms: CouponTerms, batch: str | None) -> Coupon:
@@ -794,10 +810,10 @@ def normalize_coupon_code(code: str) -> str:
 def create_coupon(tenant: Tenant, code: str, terms: CouponTerms) -> Coupon:
     code = normalize_coupon_code(code)
     if not COUPON_CODE.fullmatch(code):
-        raise DomainError("A coupon code is 3 to 40 letters, digits, - or _.", field="code")
+        raise DomainError(_l("A coupon code is 3 to 40 letters, digits, - or _."), field="code")
     _check_terms(terms)
     if find_coupon(code) is not None:
-        raise Conflict(f"The coupon code {code} exists.", field="code")
+        raise Conflict(_l("The coupon code %(code)s exists.", code=code), field="code")
     coupon = _coupon(tenant, code, terms, None)
     db.session.add(coupon)
     db.session.flush()
@@ -809,9 +825,9 @@ def generate_coupons(tenant: Tenant, count: int, prefix: str, terms: CouponTerms
     """A batch of `count` single-use-per-code random codes sharing the same terms."""
     prefix = normalize_coupon_code(prefix)
     if prefix and not re.fullmatch(r"[A-Z0-9]{1,12}", prefix):
-        raise DomainError("A prefix is up to 12 letters and digits.", field="prefix")
+        raise DomainError(_l("A prefix is up to 12 letters and digits."), field="prefix")
     if not 1 <= count <= 10_000:
-        raise DomainError("Generate between 1 and 10,000 codes at a time.", field="count")
+        raise DomainError(_l("Generate between 1 and 10,000 codes at a time."), field="count")
     _check_terms(terms)
     existing = set(db.session.scalars(select(Coupon.code)))
     label = (label or "").strip()[:60] or f"batch-{secrets.token_hex(3)}"
@@ -838,7 +854,7 @@ def find_coupon(code: str) -> Coupon | None:
 def get_coupon(coupon_id: int) -> Coupon:
     coupon = row_by_id(Coupon, coupon_id)
     if coupon is None:
-        raise NotFound("No such coupon.")
+        raise NotFound(_l("No such coupon."))
     return coupon
 
 

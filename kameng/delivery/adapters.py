@@ -73,6 +73,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from ..errors import DomainError
 from ..security.http import Response, UpstreamError, safe_request
@@ -173,7 +174,7 @@ class Adapter:
     @classmethod
     def missing_credentials(cls, credentials: dict, settings: dict) -> list[str]:
         """Labels of the credentials the adapter needs (with these settings) but lacks."""
-        return [spec.label for spec in cls.credential_fields
+        return [str(spec.label) for spec in cls.credential_fields
                 if spec.required and not credentials.get(spec.name)]
 
     def place(self, supplier, credentials: dict, line: TopupLine,
@@ -257,7 +258,7 @@ def _check_placeholders(template: Any, allowed: tuple[str, ...], field_name: str
     for name in sorted(_placeholders(template)):
         if name in allowed or (inputs and name.startswith("input.")):
             continue
-        raise DomainError(f"Unknown placeholder {{{name}}}.", field=field_name)
+        raise DomainError(_l("Unknown placeholder {%(name)s}.", name=name), field=field_name)
 
 
 def _value_list(raw: Any, field_name: str) -> list[str]:
@@ -266,7 +267,7 @@ def _value_list(raw: Any, field_name: str) -> list[str]:
     values = [_as_text(v).strip() for v in (raw or [])]
     values = [v for v in values if v]
     if len(values) > 20 or any(len(v) > 60 for v in values):
-        raise DomainError("At most 20 values of at most 60 characters each.", field=field_name)
+        raise DomainError(_l("At most 20 values of at most 60 characters each."), field=field_name)
     return values
 
 
@@ -287,8 +288,8 @@ def fill(template: Any, values: dict[str, Any]) -> Any:
 
 class JsonAdapter(Adapter):
     name = "json"
-    label = "Generic JSON over HTTPS"
-    credential_fields = (CredentialField("api_key", "API key"),)
+    label = _l("Generic JSON over HTTPS")
+    credential_fields = (CredentialField("api_key", _l("API key")),)
 
     @classmethod
     def check_settings(cls, settings: dict | None) -> dict:
@@ -298,38 +299,39 @@ class JsonAdapter(Adapter):
             value = raw.get(key)
             value = JSON_DEFAULTS[key] if value is None else str(value).strip()
             if len(value) > 200:
-                raise DomainError("At most 200 characters.", field=key)
+                raise DomainError(_l("At most 200 characters."), field=key)
             checked[key] = value
         for key in ("order_path", "query_path"):
             if not checked[key].startswith("/") or any(c in checked[key] for c in " #\\"):
-                raise DomainError("A path starts with / and has no spaces.", field=key)
+                raise DomainError(_l("A path starts with / and has no spaces."), field=key)
         _check_placeholders(checked["order_path"], (), "order_path")
         _check_placeholders(checked["query_path"], ("reference", "idempotency_key"),
                             "query_path")
         for key in ("auth_header", "idempotency_header"):
             if checked[key] and not HEADER_NAME.fullmatch(checked[key]):
-                raise DomainError("A header name is letters, digits and -.", field=key)
+                raise DomainError(_l("A header name is letters, digits and -."), field=key)
         _check_placeholders(checked["auth_value"], ("api_key",), "auth_value")
         if any(c in checked["auth_value"] for c in "\r\n"):
-            raise DomainError("A header value is one line.", field="auth_value")
+            raise DomainError(_l("A header value is one line."), field="auth_value")
         for key in ("status_field", "reference_field", "message_field", "content_field"):
             if checked[key] and not FIELD_PATH.fullmatch(checked[key]):
-                raise DomainError("A field path is names joined by dots, e.g. data.status.",
+                raise DomainError(_l("A field path is names joined by dots, e.g. data.status."),
                                   field=key)
         if not checked["status_field"]:
-            raise DomainError("Say where the answer gives the order's status.",
+            raise DomainError(_l("Say where the answer gives the order's status."),
                               field="status_field")
         body = raw.get("body", JSON_DEFAULTS["body"])
         if isinstance(body, str):
             try:
                 body = json.loads(body) if body.strip() else JSON_DEFAULTS["body"]
             except ValueError as error:
-                raise DomainError(f"The request body is not valid JSON ({error}).",
+                raise DomainError(_l("The request body is not valid JSON (%(error)s).",
+                                     error=error),
                                   field="body") from None
         if not isinstance(body, dict):
-            raise DomainError("The request body must be a JSON object.", field="body")
+            raise DomainError(_l("The request body must be a JSON object."), field="body")
         if len(json.dumps(body)) > 5000:
-            raise DomainError("The request body template is too long.", field="body")
+            raise DomainError(_l("The request body template is too long."), field="body")
         _check_placeholders(body, STATIC_PLACEHOLDERS, "body", inputs=True)
         checked["body"] = body
         for key in _LIST_SETTINGS:
@@ -337,10 +339,10 @@ class JsonAdapter(Adapter):
             checked[key] = list(JSON_DEFAULTS[key]) if value is None else _value_list(value, key)
         named = [set(checked[key]) for key in _LIST_SETTINGS]
         if not checked["success_values"]:
-            raise DomainError("Give at least one status value that means success.",
+            raise DomainError(_l("Give at least one status value that means success."),
                               field="success_values")
         if (named[0] & named[1]) or (named[0] & named[2]) or (named[1] & named[2]):
-            raise DomainError("A status value can mean only one of success, pending, failure.",
+            raise DomainError(_l("A status value can mean only one of success, pending, failure."),
                               field="success_values")
         return checked
 
@@ -462,10 +464,10 @@ def _delivered_text(order: dict) -> str:
 
 class KamengAdapter(Adapter):
     name = "kameng"
-    label = "Another Kameng shop (its API)"
+    label = _l("Another Kameng shop (its API)")
     credential_fields = (
-        CredentialField("key_id", "API key id", secret=False),
-        CredentialField("api_secret", "API secret"),
+        CredentialField("key_id", _l("API key id"), secret=False),
+        CredentialField("api_secret", _l("API secret")),
     )
 
     def _request(self, supplier, credentials: dict, method: str, path: str, *,
@@ -550,8 +552,9 @@ class KamengAdapter(Adapter):
             except UpstreamError:
                 pass
             host = urlsplit(supplier.base_url).hostname
-            raise DomainError(f"{host} refused: {_short(message or answer.text, 200) or ''}"
-                              f" (HTTP {answer.status})")
+            raise DomainError(_l("%(host)s refused: %(reason)s (HTTP %(status)s)", host=host,
+                                 reason=_short(message or answer.text, 200) or "",
+                                 status=answer.status))
         return _json_or_retry(answer)
 
     def test(self, supplier, credentials):
@@ -568,7 +571,8 @@ class KamengAdapter(Adapter):
             if balance is not None:
                 return f"{host} accepted the API key; wallet balance {_as_text(balance)}."
             return f"{host} accepted the API key."
-        raise DomainError(f"{host} answered HTTP {answer.status}: {_short(answer.text, 120)}")
+        raise DomainError(_l("%(host)s answered HTTP %(status)s: %(text)s",
+                             host=host, status=answer.status, text=_short(answer.text, 120)))
 
 
 ADAPTERS: dict[str, type[Adapter]] = {JsonAdapter.name: JsonAdapter,
@@ -578,5 +582,5 @@ ADAPTERS: dict[str, type[Adapter]] = {JsonAdapter.name: JsonAdapter,
 def adapter_for(name: str) -> Adapter:
     kind = ADAPTERS.get(name)
     if kind is None:
-        raise DomainError(f"Unknown supplier protocol {name!r}.", field="adapter")
+        raise DomainError(_l("Unknown supplier protocol %(name)r.", name=name), field="adapter")
     return kind()

@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from ..audit.service import Actor, record
 from ..errors import DomainError
@@ -106,7 +108,7 @@ def _list(console: Console):
             form.fail(error)
         else:
             db.session.commit()
-            flash(f"Supplier '{supplier.name}' created.")
+            flash(_("Supplier '%(name)s' created.", name=supplier.name))
             return redirect(url_for(f"{console.endpoint}.supplier_edit",
                                     supplier_id=supplier.id))
     return _list_page(console, form)
@@ -123,7 +125,7 @@ def _edit(console: Console, supplier_id: int):
             form.fail(error)
         else:
             db.session.commit()
-            flash(f"Supplier '{supplier.name}' saved.")
+            flash(_("Supplier '%(name)s' saved.", name=supplier.name))
             return redirect(url_for(f"{console.endpoint}.supplier_edit",
                                     supplier_id=supplier.id))
     return render_template(
@@ -142,7 +144,8 @@ def _test(console: Console, supplier_id: int):
         flash(error.message, "error")
     except Exception as error:  # never a 500 for a supplier's misbehaviour
         log.exception("supplier %s: connection test failed", supplier.id)
-        flash(f"The test failed ({type(error).__name__}). Check the settings and try again.",
+        flash(_("The test failed (%(name)s). Check the settings and try again.",
+                name=type(error).__name__),
               "error")
     else:
         flash(message)
@@ -159,10 +162,12 @@ def _delete(console: Console, supplier_id: int):
     record(console.actor, "supplier.deleted", tenant_id=console.owner,
            target=f"supplier:{supplier_id}", products_unlinked=unlinked)
     db.session.commit()
-    flash(f"Supplier '{name}' deleted." + (
-        f" {unlinked} product{'s' if unlinked != 1 else ''} no longer "
-        f"name{'s' if unlinked == 1 else ''} a supplier."
-        if unlinked else ""))
+    if unlinked:
+        flash(ngettext("Supplier '%(name)s' deleted. %(num)d product no longer names a supplier.",
+                       "Supplier '%(name)s' deleted. %(num)d products no longer name a supplier.",
+                       unlinked, name=name))
+    else:
+        flash(_("Supplier '%(name)s' deleted.", name=name))
     return redirect(url_for(f"{console.endpoint}.supplier_list"))
 
 

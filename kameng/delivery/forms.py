@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from flask_babel import lazy_gettext as _l
 from wtforms import (
     BooleanField,
     PasswordField,
@@ -30,29 +31,30 @@ def _text(label: str, description: str = "", limit: int = 200) -> StringField:
 
 
 class SupplierForm(Form):
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
-    adapter = SelectField("Protocol", choices=[SelectChoice(name, kind.label)
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
+    adapter = SelectField(_l("Protocol"), choices=[SelectChoice(name, kind.label)
                                                for name, kind in ADAPTERS.items()],
                           default="json")
-    base_url = StringField("Base URL", validators=[DataRequired(), Length(max=500)],
-                           description="e.g. https://api.supplier.example — paths are added to it.")
-    active = BooleanField("Active (new top-ups are bought from it)", default=True)
+    base_url = StringField(_l("Base URL"), validators=[DataRequired(), Length(max=500)],
+                           description=_l("e.g. https://api.supplier.example — paths are added "
+                                          "to it."))
+    active = BooleanField(_l("Active (new top-ups are bought from it)"), default=True)
     # Credentials, write-only: secrets are never shown; empty keeps the stored value.
-    cred_api_key = PasswordField("API key (JSON protocol)",
+    cred_api_key = PasswordField(_l("API key (JSON protocol)"),
                                  validators=[Optional(), Length(max=CREDENTIAL_MAX)])
-    cred_key_id = StringField("API key id (Kameng shop)",
+    cred_key_id = StringField(_l("API key id (Kameng shop)"),
                               validators=[Optional(), Length(max=200)])
-    cred_api_secret = PasswordField("API secret (Kameng shop)",
+    cred_api_secret = PasswordField(_l("API secret (Kameng shop)"),
                                     validators=[Optional(), Length(max=CREDENTIAL_MAX)])
     # Settings of the JSON protocol (see kameng/delivery/adapters.py).
     order_path = _text("Order path", "POSTed to place an order, e.g. /order.")
     query_path = _text("Query path", "GET to read an order; {reference} is the supplier's "
                                      "order id, {idempotency_key} ours.")
     body = TextAreaField(
-        "Request body (JSON)", validators=[Optional(), Length(max=5000)],
-        description="Placeholders: {product} (upstream product code), {qty}, {order}, "
-                    "{idempotency_key}, {inputs} (all buyer inputs), {input.<name>} "
-                    "(one of them, e.g. {input.account}), {api_key}.")
+        _l("Request body (JSON)"), validators=[Optional(), Length(max=5000)],
+        description=_l("Placeholders: {product} (upstream product code), {qty}, {order}, "
+                       "{idempotency_key}, {inputs} (all buyer inputs), {input.<name>} "
+                       "(one of them, e.g. {input.account}), {api_key}."))
     auth_header = _text("Credential header", "Header carrying the API key; empty for none.")
     auth_value = _text("Credential header value", "e.g. Bearer {api_key}.")
     idempotency_header = _text("Idempotency header", "Carries our idempotency key; empty "

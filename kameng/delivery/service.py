@@ -13,7 +13,9 @@ import os
 import time
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.orm import contains_eager
 
 from ..catalog.models import Product
 from ..catalog.service import text_content
@@ -27,6 +29,7 @@ from ..orders.models import Order, OrderLine
 from ..orders.states import note, transition
 from ..rows import row_by_id
 from ..security.crypto import keyring
+from ..tenants.models import Tenant
 from ..tenants.scoping import platform_scope, tenant_scope
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,8 @@ class DeliveryProblem(Exception):
 
 def _capture_supply_cost(order: Order) -> None:
     """The codes are out: the shop pays the platform the supply cost it had on hold."""
+    if not order.cost_total:
+        return  # no supply cost, so no hold was placed (checkout holds only a cost_total)
     for hold in ledger.holds_of_order(order.id):
         if hold.account.kind == "shop_wallet":
             ledger.capture_hold(hold, f"order:{order.id}:supply-cost", "supply_cost",
@@ -100,12 +105,21 @@ STRATEGIES = {
 def deliver_order(order_id: int) -> str:
     """Deliver one paid order; returns its status afterwards. Commits."""
     with platform_scope():
-        tenant_id = db.session.scalar(select(Order.tenant_id).where(Order.id == order_id))
-    if tenant_id is None:
+        # One delivery of an order at a time (a retried job and the reconciler may overlap):
+        # the order row locked, read with its shop, its lines and their products in one round
+        # trip (the strategies then find the products in the session).
+        found = db.session.execute(
+            select(Order, Tenant, Product).join(Tenant, Tenant.id == Order.tenant_id)
+            .outerjoin(OrderLine, OrderLine.order_id == Order.id)
+            .outerjoin(Product, (Product.id == OrderLine.product_id)
+                       & (Product.tenant_id == Order.tenant_id))
+            .where(Order.id == order_id).order_by(OrderLine.id)
+            .options(contains_eager(Order.lines)).with_for_update(of=Order)).unique().all()
+    if not found:
+        db.session.rollback()
         return "missing"
-    with tenant_scope(tenant_id):
-        # One delivery of an order at a time (a retried job and the reconciler may overlap).
-        order = db.session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    order = found[0][0]
+    with tenant_scope(order.tenant_id):
         if order.status == "paid":
             if not transition(order, "delivering", from_status="paid"):
                 db.session.rollback()
@@ -157,10 +171,11 @@ def fulfil_order(order: Order, contents: dict[int, str], *, actor: str) -> None:
     """Staff deliver an awaiting (or failed) order by hand: content per line id."""
     source = order.status
     if source not in ("awaiting", "failed"):
-        raise Conflict("Only an order awaiting fulfilment or a failed one is delivered by hand.")
+        raise Conflict(_l("Only an order awaiting fulfilment or a failed one is delivered "
+                          "by hand."))
     if not transition(order, "delivered", from_status=source, actor=actor,
                       note="fulfilled by hand" if source == "awaiting" else "delivered by hand"):
-        raise Conflict("The order changed meanwhile; reload and try again.")
+        raise Conflict(_l("The order changed meanwhile; reload and try again."))
     ring = keyring()
     for line in order.lines:
         text = (contents.get(line.id) or "").strip()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from ..catalog.models import Product, SupplyProduct
@@ -43,7 +44,7 @@ def get_supplier(tenant_id: int | None, supplier_id) -> Supplier:
     """A supplier of this owner; another owner's (or none) is NotFound."""
     supplier = row_by_id(Supplier, supplier_id)
     if supplier is None or supplier.tenant_id != tenant_id:
-        raise NotFound("No such supplier.")
+        raise NotFound(_l("No such supplier."))
     return supplier
 
 
@@ -52,7 +53,8 @@ def owned_supplier(tenant_id: int | None, supplier_id) -> Supplier:
     supplier = row_by_id(Supplier, supplier_id)
     if supplier is None or supplier.tenant_id != tenant_id:
         whose = "the platform's" if tenant_id is None else "your"
-        raise DomainError(f"Choose one of {whose} suppliers.", field="supplier_id")
+        raise DomainError(_l("Choose one of %(whose)s suppliers.",
+                             whose=whose), field="supplier_id")
     return supplier
 
 
@@ -81,14 +83,14 @@ def check_base_url(url: str) -> str:
     """
     url = (url or "").strip()
     if len(url) > 500:
-        raise DomainError("The URL must be at most 500 characters.", field="base_url")
+        raise DomainError(_l("The URL must be at most 500 characters."), field="base_url")
     try:
         _scheme, host, _port, _path = check_url(url)
     except UnsafeURL as error:
         raise DomainError(error.message, field="base_url") from None
     parts = urlsplit(url)
     if parts.query or parts.fragment:
-        raise DomainError("The base URL takes no ?query or #fragment.", field="base_url")
+        raise DomainError(_l("The base URL takes no ?query or #fragment."), field="base_url")
     literal = host.strip("[]").lower()
     if literal == "localhost" or literal.endswith(".localhost"):
         literal = "127.0.0.1"
@@ -98,15 +100,15 @@ def check_base_url(url: str) -> str:
         pass
     else:
         if not address_allowed(literal):
-            raise DomainError(f"{host} is an address inside the network; suppliers there are "
-                              "not allowed.", field="base_url")
+            raise DomainError(_l("%(host)s is an address inside the network; suppliers there are "
+                                 "not allowed.", host=host), field="base_url")
     return url.rstrip("/")
 
 
 def _name(value: str) -> str:
     value = (value or "").strip()
     if not value or len(value) > 120:
-        raise DomainError("A supplier needs a name of at most 120 characters.", field="name")
+        raise DomainError(_l("A supplier needs a name of at most 120 characters."), field="name")
     return value
 
 
@@ -117,7 +119,8 @@ def _merged_credentials(kind: type[Adapter], stored: dict, typed: dict) -> dict:
     for spec in kind.credential_fields:
         new = str(typed.get(spec.name) or "").strip()
         if len(new) > CREDENTIAL_MAX:
-            raise DomainError(f"{spec.label} is too long.", field=f"cred_{spec.name}")
+            raise DomainError(_l("%(label)s is too long.",
+                                 label=spec.label), field=f"cred_{spec.name}")
         if new or not spec.secret:
             merged[spec.name] = new
         elif stored.get(spec.name):
@@ -133,10 +136,10 @@ def save_supplier(tenant_id: int | None, supplier: Supplier | None, *, name: str
                   active: bool = True) -> Supplier:
     """Create (supplier None) or change a supplier of the platform (tenant_id None) or a shop."""
     if supplier is not None and supplier.tenant_id != tenant_id:
-        raise NotFound("No such supplier.")
+        raise NotFound(_l("No such supplier."))
     kind = ADAPTERS.get(adapter)
     if kind is None:
-        raise DomainError("Choose a protocol.", field="adapter")
+        raise DomainError(_l("Choose a protocol."), field="adapter")
     name = _name(name)
     url = check_base_url(base_url)
     checked = kind.check_settings(settings)
@@ -145,7 +148,8 @@ def save_supplier(tenant_id: int | None, supplier: Supplier | None, *, name: str
     if active:
         missing = kind.missing_credentials(values, checked)
         if missing:
-            raise DomainError(f"Fill in {', '.join(missing)} before switching the supplier on.",
+            raise DomainError(_l("Fill in %(missing)s before switching the supplier on.",
+                                 missing=', '.join(missing)),
                               field=f"cred_{kind.credential_fields[0].name}")
     if supplier is None:
         supplier = Supplier(tenant_id=tenant_id)
@@ -199,4 +203,5 @@ def connection_check(supplier: Supplier) -> str:
     try:
         return adapter_for(supplier.adapter).test(supplier, supplier_credentials(supplier))
     except UpstreamRetry as error:
-        raise DomainError(f"The supplier could not be reached: {error.message}.") from None
+        raise DomainError(_l("The supplier could not be reached: %(message)s.",
+                             message=error.message)) from None

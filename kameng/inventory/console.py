@@ -11,6 +11,9 @@ import itertools
 from collections.abc import Callable, Iterator
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf.file import FileField
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -52,15 +55,15 @@ supply_bp = platform_blueprint("supply_codes", __name__)
 
 
 class CodeImportForm(Form):
-    codes = TextAreaField("Paste codes, one per line")
-    file = FileField("Or upload a .txt file (one code per line) or a .csv file (a “code” "
-                     "column, or one code per row), UTF-8")
+    codes = TextAreaField(_l("Paste codes, one per line"))
+    file = FileField(_l("Or upload a .txt file (one code per line) or a .csv file (a “code” "
+                        "column, or one code per row), UTF-8"))
 
 
 class CodeSelectionForm(Form):
     """The ticked code rows, or every unsold code when `scope` is "all"."""
 
-    code_ids = IdListField("Codes")
+    code_ids = IdListField(_l("Codes"))
     scope = HiddenField(default="selected")
 
 
@@ -77,16 +80,16 @@ def _lines_to_import(form: CodeImportForm) -> Iterator[str]:
     if upload is not None:
         name = upload.filename or ""
         if not name.lower().endswith(UPLOAD_SUFFIXES):
-            raise DomainError("Upload a .txt or .csv file.", field="file")
+            raise DomainError(_l("Upload a .txt or .csv file."), field="file")
         data = upload.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
-            raise DomainError("The file is larger than 64 MB; split it into smaller files.",
+            raise DomainError(_l("The file is larger than 64 MB; split it into smaller files."),
                               field="file")
         if not data.strip():
-            raise DomainError("The file is empty.", field="file")
+            raise DomainError(_l("The file is empty."), field="file")
         sources.append(lines_of_upload(name, data))
     if not sources:
-        raise DomainError("Paste codes or choose a file.", field="codes")
+        raise DomainError(_l("Paste codes or choose a file."), field="codes")
     return itertools.chain(*sources)
 
 
@@ -132,13 +135,13 @@ def _import(target, actor: Actor, render: Callable):
         try:
             report = import_codes(target, _lines_to_import(form), actor=actor)
             if report.total == 0:
-                raise DomainError("No codes were found in what you sent.", field="codes")
+                raise DomainError(_l("No codes were found in what you sent."), field="codes")
         except DomainError as error:
             db.session.rollback()
             form.fail(error)
         else:
             db.session.commit()
-            flash(f"Import finished: {report.summary()}.")
+            flash(_("Import finished: %(summary)s.", summary=report.summary()))
             return redirect(_codes_url(target))
     return render(target, import_form=form, status=422)
 
@@ -147,11 +150,11 @@ def _change(target, actor: Actor, change: Callable, done: str):
     """Void or delete the ticked codes, or all of them (the service spares sold codes)."""
     form = CodeSelectionForm()
     if not form.validate_on_submit():
-        flash(" ".join(form.code_ids.errors) or "The form has expired; try again.", "error")
+        flash(" ".join(form.code_ids.errors) or _("The form has expired; try again."), "error")
         return redirect(_codes_url(target))
     code_ids = None if form.scope.data == "all" else form.code_ids.data
     if code_ids is not None and not code_ids:
-        flash("Tick the codes first.", "error")
+        flash(_("Tick the codes first."), "error")
         return redirect(_codes_url(target))
     try:
         count = change(target, code_ids, actor=actor)
@@ -160,7 +163,10 @@ def _change(target, actor: Actor, change: Callable, done: str):
         flash(error.message, "error")
     else:
         db.session.commit()
-        flash(f"{count} code{'s' if count != 1 else ''} {done}.")
+        if done == "voided":
+            flash(ngettext("%(num)d code voided.", "%(num)d codes voided.", count))
+        else:
+            flash(ngettext("%(num)d code deleted.", "%(num)d codes deleted.", count))
     return redirect(_codes_url(target))
 
 

@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, func, insert, select, update
 
 from ..audit.service import Actor, record
@@ -53,14 +54,14 @@ def _stock_of(target: Product | SupplyProduct):
     if isinstance(target, SupplyProduct):
         return SupplyCode, {}
     if target.is_supply:
-        raise DomainError("Codes of a supply product are held by the platform; "
-                          "add codes to your own products only.")
+        raise DomainError(_l("Codes of a supply product are held by the platform; "
+                             "add codes to your own products only."))
     return CardCode, {"tenant_id": target.tenant_id}
 
 
 def _check_card_product(target) -> None:
     if target.delivery_kind != "card":
-        raise DomainError("Only products delivered as card codes hold codes.")
+        raise DomainError(_l("Only products delivered as card codes hold codes."))
 
 
 # -- reading input -------------------------------------------------------------------------------
@@ -104,7 +105,8 @@ def _readable(reader) -> Iterator[list[str]]:
     try:
         yield from reader
     except csv.Error as error:
-        raise DomainError(f"The CSV file cannot be read ({error}).", field="file") from None
+        raise DomainError(_l("The CSV file cannot be read (%(error)s).",
+                             error=error), field="file") from None
 
 
 def lines_of_upload(filename: str, data: bytes) -> Iterator[str]:
@@ -112,7 +114,7 @@ def lines_of_upload(filename: str, data: bytes) -> Iterator[str]:
     try:
         content = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise DomainError("The file must be UTF-8 text.", field="file") from None
+        raise DomainError(_l("The file must be UTF-8 text."), field="file") from None
     if filename.lower().endswith(".csv"):
         return lines_of_csv(io.StringIO(content, newline=""))
     return lines_of_text(content)
@@ -420,8 +422,8 @@ class SoldOut(DomainError):
     status_code = 409
 
     def __init__(self, available: int):
-        message = ("Sorry, this product is sold out." if available <= 0 else
-                   f"Sorry, only {available} left in stock.")
+        message = (_l("Sorry, this product is sold out.") if available <= 0 else
+                   _l("Sorry, only %(available)s left in stock.", available=available))
         super().__init__(message, field="qty")
         self.available = available
 
@@ -485,14 +487,15 @@ def sell_codes(product: Product, qty: int, *, order_id: int, line_id: int) -> in
     scope = [model.order_id == order_id]
     if model is SupplyCode:
         scope.append(model.tenant_id == product.tenant_id)
-    already = db.session.scalar(
-        select(func.count()).select_from(model).where(*scope, model.status == "sold",
-                                                      model.order_line_id == line_id))
     sold = db.session.execute(
         update(model).where(*scope, model.product_id == product_id, model.status == "reserved")
         .values(status="sold", order_line_id=line_id, sold_at=now, reserved_until=None)
         .execution_options(synchronize_session=False)).rowcount
-    have = already + sold
+    if sold >= qty:
+        return sold  # the usual case: the reservation covered the line
+    have = db.session.scalar(  # all the line has now, with what an earlier attempt sold it
+        select(func.count()).select_from(model).where(*scope, model.status == "sold",
+                                                      model.order_line_id == line_id))
     if have < qty:
         values = {"status": "sold", "order_id": order_id, "order_line_id": line_id,
                   "sold_at": now}
@@ -560,7 +563,64 @@ def rotate_keys(progress: Callable[[int], None] | None = None, batch: int = 5000
                 if ring.needs_rotation(item.text_content):
                     item.text_content = ring.encrypt(ring.decrypt(item.text_content))
                     changed += 1
+        changed += _rotate_delivered_content(ring, batch)
+        changed += _rotate_sealed_secrets(ring)
         for secret in db.session.scalars(select(PlatformSecret)):
             secret.value = ring.fernet.rotate(bytes(secret.value))
+        db.session.commit()
+    return changed
+
+
+def _rotate_delivered_content(ring, batch: int) -> int:
+    """Order lines' delivered text content (the buyer's order page decrypts it)."""
+    from ..orders.models import OrderLine
+
+    changed, last_id = 0, 0
+    while True:
+        rows = db.session.execute(
+            select(OrderLine.id, OrderLine.content).where(
+                OrderLine.id > last_id, OrderLine.content.is_not(None))
+            .order_by(OrderLine.id).limit(batch)).all()
+        if not rows:
+            return changed
+        last_id = rows[-1][0]
+        stale = [(i, bytes(blob)) for i, blob in rows if ring.needs_rotation(bytes(blob))]
+        if stale:
+            fresh = ring.encrypt_many([ring.decrypt(blob) for _, blob in stale])
+            db.session.execute(update(OrderLine), [
+                {"id": i, "content": blob} for (i, _), blob in zip(stale, fresh, strict=True)])
+            changed += len(stale)
+        db.session.commit()
+
+
+def _rotate_sealed_secrets(ring) -> int:
+    """Every value sealed with `encrypt_secret` (Fernet tokens): payment credentials, API key
+    and webhook secrets, two-factor secrets. MultiFernet.rotate re-seals with the newest key."""
+    from cryptography.fernet import InvalidToken
+
+    from ..api.models import ApiKey
+    from ..members.models import Customer
+    from ..merchant.models import StaffUser
+    from ..payments.models import PaymentAccount, PlatformPaymentAccount
+    from ..superadmin.models import PlatformUser
+    from ..webhooks.models import WebhookEndpoint
+
+    sealed = [(PaymentAccount, "credentials"), (PlatformPaymentAccount, "credentials"),
+              (ApiKey, "secret"), (WebhookEndpoint, "secret"), (Customer, "totp_secret"),
+              (StaffUser, "totp_secret"), (PlatformUser, "totp_secret")]
+    newest = ring.fernet._fernets[0]  # tokens already under the newest key stay as they are
+    changed = 0
+    for model, column in sealed:
+        field = getattr(model, column)
+        for row_id, token in db.session.execute(
+                select(model.id, field).where(field.is_not(None), field != "")).all():
+            try:
+                newest.decrypt(token.encode())
+                continue
+            except InvalidToken:
+                pass
+            db.session.execute(update(model).where(model.id == row_id).values(
+                {column: ring.fernet.rotate(token.encode()).decode()}))
+            changed += 1
         db.session.commit()
     return changed

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from flask import current_app
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
@@ -120,18 +121,18 @@ def confirm_email(token: str, *, now: datetime | None = None) -> tuple[Tenant, S
     try:
         data = _serializer().loads(token, max_age=CONFIRM_DAYS * 86400)
     except SignatureExpired:
-        raise DomainError(_("This confirmation link has expired. Log in to your console to get "
-                            "a new one.")) from None
+        raise DomainError(_l("This confirmation link has expired. Log in to your console to get "
+                             "a new one.")) from None
     except BadSignature:
-        raise DomainError(_("This confirmation link is not valid.")) from None
+        raise DomainError(_l("This confirmation link is not valid.")) from None
     if not isinstance(data, dict):
-        raise DomainError(_("This confirmation link is not valid."))
+        raise DomainError(_l("This confirmation link is not valid."))
     with platform_scope():
         staff = db.session.get(StaffUser, int(data.get("s") or 0))
         tenant = db.session.get(Tenant, int(data.get("t") or 0))
         if staff is None or tenant is None or staff.tenant_id != tenant.id \
                 or staff.email != data.get("e"):
-            raise DomainError(_("This confirmation link is not valid."))
+            raise DomainError(_l("This confirmation link is not valid."))
         if staff.email_confirmed_at is None:
             staff.email_confirmed_at = now or datetime.now(UTC)
             db.session.flush()

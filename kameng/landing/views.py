@@ -126,7 +126,8 @@ def signup_done():
     host = subdomain_host(tenant.slug)
     return render_template(
         "landing/signup_done.html", tenant=tenant, subscription=subscription, owner=owner,
-        shop_url=public_url(host), console_url=public_url(host, "/admin/login"))
+        shop_url=public_url(host), console_url=public_url(host, "/admin/login"),
+        billing_url=public_url(host, "/admin/billing"), mail_url=public_url(host, "/admin/mail"))
 
 
 @bp.get("/signup/confirm/<token>")

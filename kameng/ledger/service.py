@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 
 from ..errors import DomainError
@@ -25,8 +26,8 @@ POINTS = "PTS"
 class InsufficientFunds(DomainError):
     status_code = 409
 
-    def __init__(self, message: str = "Not enough balance."):
-        super().__init__(message)
+    def __init__(self, message: str | None = None):
+        super().__init__(message or _l("Not enough balance."))
 
 
 def get_account(kind: str, *, currency: str, tenant_id: int | None = None,

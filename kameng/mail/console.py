@@ -12,6 +12,8 @@ on shop hosts, `platform_mail` under /mail on the admin host.
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 from wtforms import BooleanField
@@ -37,7 +39,7 @@ MOST_SHOWN = 1000
 
 
 class MailSettingsForm(Form):
-    mail_codes = BooleanField("Put the codes in the delivery mail")
+    mail_codes = BooleanField(_l("Put the codes in the delivery mail"))
 
 
 def _shown() -> int:
@@ -82,8 +84,8 @@ def message_list():
     record(staff_actor(), "mail.codes_in_mail_changed", tenant_id=shop.id,
            mail_codes=form.mail_codes.data)
     db.session.commit()
-    flash("Delivery mails now carry the codes." if form.mail_codes.data
-          else "Delivery mails now carry the order link only, not the codes.")
+    flash(_("Delivery mails now carry the codes.") if form.mail_codes.data
+          else _("Delivery mails now carry the order link only, not the codes."))
     return redirect(url_for(".message_list"))
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from flask import current_app
+from flask_babel import force_locale
 from sqlalchemy import select
 
 from ..extensions import db
@@ -15,6 +16,18 @@ from ..merchant.models import StaffUser
 from ..tenants.scoping import platform_scope, tenant_scope
 from ..workers import outbox
 from .models import MailMessage
+
+
+def shop_language(tenant_id: int):
+    """Write a shop's mails in its language, `with shop_language(shop.id): subject = _(...)`:
+    a mail is read later, by someone who is not the visitor of this page (and a job has no
+    visitor at all)."""
+    from ..i18n import DEFAULT_LANGUAGE, LANGUAGES
+    from ..tenants.models import Tenant
+
+    shop = db.session.get(Tenant, tenant_id)
+    locale = shop.locale if shop is not None and shop.locale in LANGUAGES else DEFAULT_LANGUAGE
+    return force_locale(locale)
 
 
 def queue_mail(*, tenant_id: int | None, to: str, kind: str, subject: str, body: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
@@ -9,21 +10,21 @@ from ..forms import Form
 
 
 class ResetRequestForm(Form):
-    email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Length(max=254)])
 
 
 class ResetPasswordForm(Form):
-    password = PasswordField("New password", validators=[DataRequired(), Length(max=256)])
-    confirm = PasswordField("New password again", validators=[
-        DataRequired(), EqualTo("password", message="The two passwords differ.")])
+    password = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=256)])
+    confirm = PasswordField(_l("New password again"), validators=[
+        DataRequired(), EqualTo("password", message=_l("The two passwords differ."))])
 
 
 class ProfileForm(Form):
-    name = StringField("Name", validators=[Length(max=120)])
+    name = StringField(_l("Name"), validators=[Length(max=120)])
 
 
 class ChangePasswordForm(Form):
-    current = PasswordField("Current password", validators=[DataRequired(), Length(max=256)])
-    password = PasswordField("New password", validators=[DataRequired(), Length(max=256)])
-    confirm = PasswordField("New password again", validators=[
-        DataRequired(), EqualTo("password", message="The two passwords differ.")])
+    current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=256)])
+    password = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=256)])
+    confirm = PasswordField(_l("New password again"), validators=[
+        DataRequired(), EqualTo("password", message=_l("The two passwords differ."))])

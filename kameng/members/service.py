@@ -8,6 +8,7 @@ import hmac
 from dataclasses import dataclass
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
@@ -50,7 +51,7 @@ def get_customer(customer_id: int) -> Customer:
     """A buyer of the bound shop; another shop's buyer is simply not found."""
     customer = row_by_id(Customer, customer_id)
     if customer is None:
-        raise NotFound("No such buyer.")
+        raise NotFound(_l("No such buyer."))
     return customer
 
 
@@ -65,7 +66,7 @@ def update_profile(customer: Customer, *, name: str) -> None:
 def change_password(customer: Customer, *, current: str, new: str) -> None:
     """A new password for a logged-in buyer who knows the current one (ends other sessions)."""
     if not verify_password(customer.password_hash, current or ""):
-        raise DomainError("The current password is wrong.", field="current")
+        raise DomainError(_l("The current password is wrong."), field="current")
     customer.set_password(new)
     db.session.flush()
 
@@ -116,7 +117,7 @@ def reset_password(tenant_id: int, token: str, password: str) -> Customer:
     """Set a new password through a reset link (which then stops working)."""
     customer = customer_for_reset(tenant_id, token)
     if customer is None:
-        raise DomainError("This link has expired or was already used. Ask for a new one.")
+        raise DomainError(_l("This link has expired or was already used. Ask for a new one."))
     customer.set_password(password)
     db.session.flush()
     return customer

@@ -4,6 +4,7 @@ account page (profile, level, wallet and points, recent orders, password change)
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..appearance.service import effective_theme
@@ -125,7 +126,7 @@ def reset_password(token: str):
             form.fail(error)
         else:
             db.session.commit()
-            flash("Your password was changed. Log in with the new one.")
+            flash(_("Your password was changed. Log in with the new one."))
             return redirect(url_for(".login"))
     if request.method == "POST":
         status = 422
@@ -169,7 +170,7 @@ def update_profile():
         return _account_page(profile_form=form, status=422)
     members.update_profile(current_user, name=form.name.data or "")
     db.session.commit()
-    flash("Your profile was saved.")
+    flash(_("Your profile was saved."))
     return redirect(url_for(".account"))
 
 
@@ -193,6 +194,6 @@ def change_password():
         else:
             db.session.commit()
             start_session(customer)  # the old session id named the old session token
-            flash("Your password was changed. Other devices were logged out.")
+            flash(_("Your password was changed. Other devices were logged out."))
             return redirect(url_for(".account"))
     return _account_page(password_form=form, status=422)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..errors import DomainError, NotFound
@@ -19,7 +20,8 @@ def create_staff(
 ) -> StaffUser:
     """Add a staff account to `tenant` (the tenant must be bound to the session)."""
     if role not in STAFF_ROLES:
-        raise DomainError(f"Role must be one of {', '.join(STAFF_ROLES)}.", field="role")
+        raise DomainError(_l("Role must be one of %(staff_roles)s.",
+                             staff_roles=', '.join(STAFF_ROLES)), field="role")
     return new_account(
         StaffUser,
         email=email,
@@ -44,7 +46,7 @@ def get_staff(staff_id: int) -> StaffUser:
     """A staff member of the bound shop; another shop's staff is simply not found."""
     staff = row_by_id(StaffUser, staff_id)
     if staff is None:
-        raise NotFound("No such staff member.")
+        raise NotFound(_l("No such staff member."))
     return staff
 
 
@@ -59,7 +61,7 @@ def unread_notices(limit: int = 50) -> list[ShopNotice]:
 def mark_notice_read(notice_id: int) -> ShopNotice:
     notice = row_by_id(ShopNotice, notice_id)
     if notice is None:
-        raise NotFound("No such notice.")
+        raise NotFound(_l("No such notice."))
     if notice.read_at is None:
         notice.read_at = datetime.now(UTC)
         db.session.flush()

@@ -12,13 +12,14 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from ..audit.service import Actor, record
 from ..billing.models import StaffInvite
 from ..errors import Conflict, DomainError, NotFound
 from ..extensions import db
-from ..mail.service import queue_mail
+from ..mail.service import queue_mail, shop_language
 from ..rows import row_by_id
 from ..security.auth import check_email
 from ..tenants.models import Tenant
@@ -39,7 +40,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def _check_role(role: str, allowed=STAFF_ROLES) -> str:
     if role not in allowed:
-        raise DomainError(_("Role must be one of: %(roles)s.", roles=", ".join(allowed)),
+        raise DomainError(_l("Role must be one of: %(roles)s.", roles=", ".join(allowed)),
                           field="role")
     return role
 
@@ -75,7 +76,7 @@ def invite_staff(tenant: Tenant, *, email: str, role: str, actor: Actor,
     role = _check_role(role, INVITABLE_ROLES)
     if db.session.scalar(select(func.count()).select_from(StaffUser)
                          .where(StaffUser.email == email)):
-        raise Conflict(_("This e-mail is already on this shop's staff."), field="email")
+        raise Conflict(_l("This e-mail is already on this shop's staff."), field="email")
     now = datetime.now(UTC)
     for old in db.session.scalars(select(StaffInvite).where(
             StaffInvite.email == email, StaffInvite.accepted_at.is_(None))):
@@ -85,22 +86,21 @@ def invite_staff(tenant: Tenant, *, email: str, role: str, actor: Actor,
         staff = db.session.scalar(select(func.count()).select_from(StaffUser))
         waiting = len([i for i in pending_invites() if i.email != email])
         if staff + waiting >= limit:
-            raise DomainError(_("Your plan allows %(n)d staff accounts; upgrade to invite more.",
-                                n=limit), field="email")
+            raise DomainError(_l("Your plan allows %(n)d staff accounts; upgrade to invite more.",
+                                 n=limit), field="email")
     token = secrets.token_urlsafe(32)
     invite = StaffInvite(email=email, role=role, token_hash=_hash(token),
                          invited_by=actor.email, expires_at=now + timedelta(days=INVITE_DAYS))
     db.session.add(invite)
     db.session.flush()
     link = accept_url(token)
-    queue_mail(
-        tenant_id=tenant.id, to=email, kind="staff.invite",
-        subject=_("You are invited to the staff of %(shop)s", shop=tenant.name),
-        body=_("%(who)s invites you to help run %(shop)s as %(role)s.\n\n"
-               "Set your password here to accept (the link works once, for %(days)d days):\n"
-               "%(link)s\n\nIf you did not expect this, ignore this mail.",
-               who=actor.email, shop=tenant.name, role=role, days=INVITE_DAYS, link=link),
-    )
+    with shop_language(tenant.id):  # the new colleague reads it in the shop's language
+        subject = _("You are invited to the staff of %(shop)s", shop=tenant.name)
+        body = _("%(who)s invites you to help run %(shop)s as %(role)s.\n\n"
+                 "Set your password here to accept (the link works once, for %(days)d days):\n"
+                 "%(link)s\n\nIf you did not expect this, ignore this mail.",
+                 who=actor.email, shop=tenant.name, role=role, days=INVITE_DAYS, link=link)
+    queue_mail(tenant_id=tenant.id, to=email, kind="staff.invite", subject=subject, body=body)
     record(actor, "staff.invited", tenant_id=tenant.id, target=email, role=role)
     return invite
 
@@ -108,12 +108,12 @@ def invite_staff(tenant: Tenant, *, email: str, role: str, actor: Actor,
 def invite_by_token(token: str) -> StaffInvite:
     """The bound shop's open invitation with this token, or NotFound (also when expired)."""
     if not token or len(token) > 200:
-        raise NotFound(_("This invitation is not valid. Ask the shop owner for a new one."))
+        raise NotFound(_l("This invitation is not valid. Ask the shop owner for a new one."))
     invite = db.session.scalar(select(StaffInvite).where(StaffInvite.token_hash == _hash(token)))
     if (invite is None or invite.accepted_at is not None
             or _aware(invite.expires_at) <= datetime.now(UTC)):
-        raise NotFound(_("This invitation is not valid or has expired. Ask the shop owner "
-                         "for a new one."))
+        raise NotFound(_l("This invitation is not valid or has expired. Ask the shop owner "
+                          "for a new one."))
     return invite
 
 
@@ -134,13 +134,13 @@ def accept_invite(tenant: Tenant, token: str, *, password: str, name: str = "",
 def get_invite(invite_id: int) -> StaffInvite:
     invite = row_by_id(StaffInvite, invite_id)
     if invite is None:
-        raise NotFound(_("No such invitation."))
+        raise NotFound(_l("No such invitation."))
     return invite
 
 
 def revoke_invite(invite: StaffInvite, *, actor: Actor) -> None:
     if invite.accepted_at is not None:
-        raise Conflict(_("This invitation was already accepted."))
+        raise Conflict(_l("This invitation was already accepted."))
     invite.expires_at = datetime.now(UTC)
     db.session.flush()
     record(actor, "staff.invite_revoked", tenant_id=invite.tenant_id, target=invite.email)
@@ -161,7 +161,7 @@ def _other_active_owners(staff: StaffUser) -> int:
 
 def _keep_an_owner(staff: StaffUser) -> None:
     if staff.role == "owner" and staff.active and _other_active_owners(staff) == 0:
-        raise Conflict(_("The shop must keep at least one active owner."))
+        raise Conflict(_l("The shop must keep at least one active owner."))
 
 
 def change_role(staff: StaffUser, role: str, *, actor: Actor) -> StaffUser:

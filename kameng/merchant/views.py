@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from flask import redirect, render_template, request, session, url_for
-from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from ..audit.service import Actor, record
@@ -80,7 +80,7 @@ def impersonate(token: str):
     owner = db.session.scalar(select(StaffUser).where(StaffUser.role == "owner",
                                                       StaffUser.active).order_by(StaffUser.id))
     if owner is None:
-        raise Conflict(_("This shop has no active owner to look through."))
+        raise Conflict(_l("This shop has no active owner to look through."))
     record(Actor(kind="platform", id=admin.id, email=admin.email, ip=request.remote_addr or ""),
            "tenant.impersonate_start", tenant_id=shop.id, target=shop.slug, as_staff=owner.email)
     db.session.commit()

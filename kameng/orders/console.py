@@ -11,6 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -27,6 +29,7 @@ from ..rows import row_by_id
 from ..workers.outbox import after_payment
 from . import service as orders
 from .forms_console import MarkPaidForm, RefundForm, fulfil_form
+from .labels import order_status_label
 from .models import ORDER_STATUSES, Order, OrderLine
 
 bp = console_blueprint("shop_orders", __name__)
@@ -188,7 +191,7 @@ def _not_now(order_id: int, message: str):
 def order_mark_paid(order_id: int):
     order = orders.get_order(order_id)
     if order.status not in MARK_PAID_FROM:
-        return _not_now(order_id, "Only an unpaid or expired order can be marked as paid.")
+        return _not_now(order_id, _("Only an unpaid or expired order can be marked as paid."))
     form = MarkPaidForm(prefix="paid")
     if not form.validate_on_submit():
         return _detail_page(order, paid_form=form, status=422)
@@ -196,7 +199,7 @@ def order_mark_paid(order_id: int):
     try:
         if not orders.mark_paid(order, payment=None, actor=current_user.email,
                                 note_text=f"marked paid by staff: {reason}"):
-            raise Conflict("Only an unpaid or expired order can be marked as paid.")
+            raise Conflict(_l("Only an unpaid or expired order can be marked as paid."))
         record(staff_actor(), "order.mark_paid", tenant_id=order.tenant_id, target=order.number,
                reason=reason)
     except DomainError as error:
@@ -204,7 +207,8 @@ def order_mark_paid(order_id: int):
     db.session.commit()
     after_payment(order_id)  # delivered like any paid order
     order = orders.get_order(order_id)
-    flash(f"Order {order.number} marked as paid; it is now {order.status}.")
+    flash(_("Order %(number)s marked as paid; it is now %(status)s.",
+            number=order.number, status=order_status_label(order.status).lower()))
     return _back_to(order_id)
 
 
@@ -220,7 +224,8 @@ def order_cancel(order_id: int):
         flash(error.message, "error")
         return _back_to(order_id)
     db.session.commit()
-    flash(f"Order {order.number} cancelled; its reserved stock is available again.")
+    flash(_("Order %(number)s cancelled; its reserved stock is available again.",
+            number=order.number))
     return _back_to(order_id)
 
 
@@ -228,7 +233,7 @@ def order_cancel(order_id: int):
 def order_refund(order_id: int):
     order = orders.get_order(order_id)
     if order.status not in REFUND_FROM:
-        return _not_now(order_id, "Only a paid order can be refunded.")
+        return _not_now(order_id, _("Only a paid order can be refunded."))
     form = RefundForm(prefix="refund")
     if not form.validate_on_submit():
         return _detail_page(order, refund_form=form, status=422)
@@ -240,8 +245,10 @@ def order_refund(order_id: int):
     except DomainError as error:
         return _refused(order_id, error, refund_form=form)
     db.session.commit()
-    where = "to the buyer's wallet" if form.to.data == "wallet" else "through the payment gateway"
-    flash(f"Order {order.number} refunded {where}.")
+    if form.to.data == "wallet":
+        flash(_("Order %(number)s refunded to the buyer's wallet.", number=order.number))
+    else:
+        flash(_("Order %(number)s refunded through the payment gateway.", number=order.number))
     return _back_to(order_id)
 
 
@@ -260,7 +267,8 @@ def order_fulfil(order_id: int):
     except DomainError as error:
         return _refused(order_id, error, fulfil=form)
     db.session.commit()
-    flash(f"Order {order.number} delivered; the buyer sees the content on the order page.")
+    flash(_("Order %(number)s delivered; the buyer sees the content on the order page.",
+            number=order.number))
     return _back_to(order_id)
 
 
@@ -269,16 +277,18 @@ def order_retry(order_id: int):
     order = orders.get_order(order_id)
     _confirm_button()
     if order.status not in RETRY_FROM:
-        return _not_now(order_id, "Only a failed delivery can be retried.")
+        return _not_now(order_id, _("Only a failed delivery can be retried."))
     record(staff_actor(), "order.retry_delivery", tenant_id=order.tenant_id,
            target=order.number)
     status = retry_delivery(order, actor=current_user.email)  # commits, with the audit event
     db.session.rollback()  # nothing left to keep if someone else moved the order first
     order = orders.get_order(order_id)
     if status == "failed":
-        flash(f"Delivery failed again: {order.staff_reason or 'see the timeline'}", "error")
+        flash(_("Delivery failed again: %(reason)s",
+                reason=order.staff_reason or _("see the timeline")), "error")
     elif status == "awaiting":
-        flash(f"Order {order.number} now waits for you to fulfil it.")
+        flash(_("Order %(number)s now waits for you to fulfil it.", number=order.number))
     else:
-        flash(f"Order {order.number} is {status}.")
+        flash(_("Order %(number)s is %(status)s.", number=order.number,
+                status=order_status_label(status).lower()))
     return _back_to(order_id)

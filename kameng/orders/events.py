@@ -4,6 +4,8 @@ calls themselves go out through the outbox after the commit."""
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
+
 from ..mail import service as mail
 from ..money import format_money
 from ..tenants.hosts import public_url, subdomain_host
@@ -47,45 +49,57 @@ def order_delivered(order) -> None:
 
     shop = _shop(order)
     link = order_link(order)
-    lines = [f"Your order {order.number} at {shop.name} is ready.", ""]
-    if link:
-        lines += ["See what you bought here (keep this link private):", link, ""]
-    if (shop.settings or {}).get("mail_codes") and order.kind == "purchase":
-        for line, values in delivered_items(order):
-            lines += [f"{line.title}:", *(f"  {value}" for value in values), ""]
-    lines.append(f"Total: {format_money(order.amount_due, order.currency)}")
+    with mail.shop_language(shop.id):
+        lines = [_("Your order %(number)s at %(shop)s is ready.", number=order.number,
+                   shop=shop.name), ""]
+        if link:
+            lines += [_("See what you bought here (keep this link private):"), link, ""]
+        if (shop.settings or {}).get("mail_codes") and order.kind == "purchase":
+            for line, values in delivered_items(order):
+                lines += [f"{line.title}:", *(f"  {value}" for value in values), ""]
+        lines.append(_("Total: %(total)s",
+                       total=format_money(order.amount_due, order.currency)))
+        subject = _("%(shop)s: order %(number)s delivered", shop=shop.name, number=order.number)
     mail.queue_mail(tenant_id=order.tenant_id, to=order.email, kind="order.delivered",
-                    subject=f"{shop.name}: order {order.number} delivered",
-                    body="\n".join(lines))
+                    subject=subject, body="\n".join(lines))
     webhooks.emit(order.tenant_id, "order.delivered", order_payload(order))
 
 
 def order_failed(order, reason: str) -> None:
     shop = _shop(order)
+    with mail.shop_language(shop.id):
+        subject = _("Order %(number)s: delivery failed", number=order.number)
+        body = _("The delivery of order %(number)s at %(shop)s failed: %(reason)s.\n"
+                 "Retry it, deliver it by hand or refund it in your console: %(link)s",
+                 number=order.number, shop=shop.name, reason=reason,
+                 link=_console_link(shop, order))
     for to in mail.shop_recipients(order.tenant_id):
         mail.queue_mail(tenant_id=order.tenant_id, to=to, kind="order.failed",
-                        subject=f"Order {order.number}: delivery failed",
-                        body=(f"The delivery of order {order.number} at {shop.name} failed: "
-                              f"{reason}.\nRetry it, deliver it by hand or refund it in your "
-                              f"console: {_console_link(shop, order)}"))
+                        subject=subject, body=body)
     webhooks.emit(order.tenant_id, "order.failed", {**order_payload(order), "reason": reason})
 
 
 def order_awaiting(order) -> None:
     shop = _shop(order)
+    with mail.shop_language(shop.id):
+        subject = _("Order %(number)s waits for you", number=order.number)
+        body = _("Order %(number)s at %(shop)s is paid and waits for you to fulfil it: "
+                 "%(link)s", number=order.number, shop=shop.name,
+                 link=_console_link(shop, order))
     for to in mail.shop_recipients(order.tenant_id):
         mail.queue_mail(tenant_id=order.tenant_id, to=to, kind="order.awaiting",
-                        subject=f"Order {order.number} waits for you",
-                        body=(f"Order {order.number} at {shop.name} is paid and waits for you "
-                              f"to fulfil it: {_console_link(shop, order)}"))
+                        subject=subject, body=body)
 
 
 def stock_low(tenant_id: int, title: str, available: int, threshold: int) -> None:
+    with mail.shop_language(tenant_id):
+        subject = _("Low stock: %(title)s", title=title)
+        body = _("'%(title)s' has %(available)s codes left (your alert is set below "
+                 "%(threshold)s). Import more codes in your console.", title=title,
+                 available=available, threshold=threshold)
     for to in mail.shop_recipients(tenant_id):
         mail.queue_mail(tenant_id=tenant_id, to=to, kind="stock.low",
-                        subject=f"Low stock: {title}",
-                        body=(f"'{title}' has {available} codes left (your alert is set "
-                              f"below {threshold}). Import more codes in your console."))
+                        subject=subject, body=body)
     webhooks.emit(tenant_id, "stock.low",
                   {"product": title, "available": available, "threshold": threshold})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from wtforms import EmailField, IntegerField, RadioField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
@@ -12,12 +13,12 @@ INPUT_PREFIX = "input_"  # buyer input fields are posted as input_<name>
 
 
 class CheckoutForm(Form):
-    qty = IntegerField("Quantity", validators=[InputRequired(), NumberRange(1, 10_000)])
-    email = EmailField("E-mail for the delivery", validators=[DataRequired(), Length(max=254)])
-    coupon = StringField("Coupon code (optional)", validators=[Optional(), Length(max=40)])
-    use_points = IntegerField("Points to use (optional)",
+    qty = IntegerField(_l("Quantity"), validators=[InputRequired(), NumberRange(1, 10_000)])
+    email = EmailField(_l("E-mail for the delivery"), validators=[DataRequired(), Length(max=254)])
+    coupon = StringField(_l("Coupon code (optional)"), validators=[Optional(), Length(max=40)])
+    use_points = IntegerField(_l("Points to use (optional)"),
                               validators=[Optional(), NumberRange(0, 10**9)])
-    payment_method = RadioField("Pay with", validators=[DataRequired()], choices=[])
+    payment_method = RadioField(_l("Pay with"), validators=[DataRequired()], choices=[])
 
     def buyer_inputs(self, formdata) -> dict:
         return {key[len(INPUT_PREFIX):]: value for key, value in formdata.items()
@@ -40,10 +41,11 @@ def checkout_form(tenant, product, buyer, formdata=None) -> CheckoutForm:
 
 
 class LookupForm(Form):
-    number = StringField("Order number", validators=[DataRequired(), Length(max=24)])
-    email = EmailField("E-mail used for the order", validators=[DataRequired(), Length(max=254)])
+    number = StringField(_l("Order number"), validators=[DataRequired(), Length(max=24)])
+    email = EmailField(_l("E-mail used for the order"),
+                       validators=[DataRequired(), Length(max=254)])
 
 
 class TopUpForm(Form):
-    amount = StringField("Amount", validators=[DataRequired(), Length(max=20)])
-    payment_method = RadioField("Pay with", validators=[DataRequired()], choices=[])
+    amount = StringField(_l("Amount"), validators=[DataRequired(), Length(max=20)])
+    payment_method = RadioField(_l("Pay with"), validators=[DataRequired()], choices=[])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from wtforms import SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
@@ -14,16 +15,16 @@ CONTENT_MAX = 20_000
 class MarkPaidForm(Form):
     """Staff confirm by hand that the buyer paid (a bank transfer, cash, a gateway outage)."""
 
-    reason = StringField("Why it is paid (kept on the order's timeline)",
+    reason = StringField(_l("Why it is paid (kept on the order's timeline)"),
                          validators=[DataRequired(), Length(max=REASON_MAX)])
 
 
 class RefundForm(Form):
     """A refund, to the buyer's wallet or through the gateway that took the payment."""
 
-    to = SelectField("Refund", choices=[SelectChoice("wallet", "Refund to wallet"),
-                                        SelectChoice("gateway", "Refund through gateway")])
-    reason = StringField("Reason for the refund", validators=[DataRequired(),
+    to = SelectField(_l("Refund"), choices=[SelectChoice("wallet", _l("Refund to wallet")),
+                                        SelectChoice("gateway", _l("Refund through gateway"))])
+    reason = StringField(_l("Reason for the refund"), validators=[DataRequired(),
                                                              Length(max=REASON_MAX)])
 
 
@@ -51,6 +52,7 @@ def fulfil_form(lines, *, bind: bool = True, prefix: str = "fulfil") -> FulfilFo
 
     for line in lines:
         setattr(OrderFulfilForm, f"line_{line.id}", TextAreaField(
-            f"Content for {line.qty} × {line.title}", validators=[Length(max=CONTENT_MAX)]))
+            _l("Content for %(qty)s × %(title)s",
+               qty=line.qty, title=line.title), validators=[Length(max=CONTENT_MAX)]))
     kwargs = {} if bind else {"formdata": None}
     return OrderFulfilForm(prefix=prefix, **kwargs)

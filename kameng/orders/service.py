@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
 from ..catalog import service as catalog
@@ -65,7 +66,7 @@ def _new_number() -> str:
         number = f"{datetime.now(UTC):%y%m%d}{secrets.randbelow(10**6):06d}"
         if not db.session.scalar(select(Order.id).where(Order.number == number)):
             return number
-    raise Conflict("Please try again.")
+    raise Conflict(_l("Please try again."))
 
 
 # -- checkout ------------------------------------------------------------------------------------
@@ -107,32 +108,32 @@ def _check_coupon_use(coupon: Coupon, *, customer: Customer | None, email: str) 
         select(func.count()).select_from(Order).where(
             Order.coupon_id == coupon.id, Order.status.in_(counted)))
     if coupon.max_uses is not None and uses >= coupon.max_uses:
-        raise DomainError("This coupon has been used up.", field="coupon")
+        raise DomainError(_l("This coupon has been used up."), field="coupon")
     buyer = Order.customer_id == customer.id if customer else Order.email == email
     if coupon.max_uses_per_buyer is not None:
         mine = db.session.scalar(select(func.count()).select_from(Order).where(
             Order.coupon_id == coupon.id, Order.status.in_(counted), buyer))
         if mine >= coupon.max_uses_per_buyer:
-            raise DomainError("You have already used this coupon.", field="coupon")
+            raise DomainError(_l("You have already used this coupon."), field="coupon")
     if coupon.first_order_only:
         earlier = db.session.scalar(select(func.count()).select_from(Order).where(
             Order.status.in_(SALE_STATUSES), Order.kind == "purchase", buyer))
         if earlier:
-            raise DomainError("This coupon is for a first order only.", field="coupon")
+            raise DomainError(_l("This coupon is for a first order only."), field="coupon")
 
 
 def _points_to_use(tenant: Tenant, customer: Customer | None, wanted: int, total: int) -> int:
     if wanted <= 0:
         return 0
     if customer is None:
-        raise DomainError("Log in to pay with points.", field="use_points")
+        raise DomainError(_l("Log in to pay with points."), field="use_points")
     settings = points_settings(tenant)
     value = max(1, int(settings["point_value"]))
     cap = apply_percent(total, int(settings["max_redeem_bp"])) // value
     balance = ledger.buyer_points(customer).available
     points = min(wanted, cap, balance)
     if points <= 0:
-        raise DomainError("No points can be used on this order.", field="use_points")
+        raise DomainError(_l("No points can be used on this order."), field="use_points")
     return points
 
 
@@ -145,20 +146,20 @@ def checkout(tenant: Tenant, request: CheckoutRequest) -> Placed:
     email = check_email(request.email)
     product = catalog.get_product(request.product_id)
     if not product.on_sale or (product.category is not None and not product.category.active):
-        raise NotFound("This product is not on sale.")
+        raise NotFound(_l("This product is not on sale."))
     if product.kind == "card":
         expire_due_orders(tenant_id=tenant.id)
     by_buyer, by_ip = _open_orders(tenant.id, customer=request.customer, email=email,
                                    ip=request.ip)
     if by_buyer >= config["MAX_OPEN_ORDERS_PER_BUYER"] or by_ip >= config["MAX_OPEN_ORDERS_PER_IP"]:
-        raise Conflict("You have too many unpaid orders. Pay one of them or wait until they "
-                       "expire, then try again.")
+        raise Conflict(_l("You have too many unpaid orders. Pay one of them or wait until they "
+                          "expire, then try again."))
     method_available(tenant, request.payment_method, request.customer)
     coupon = None
     if request.coupon_code.strip():
         coupon = catalog.find_coupon(request.coupon_code)
         if coupon is None:
-            raise DomainError("Unknown coupon code.", field="coupon")
+            raise DomainError(_l("Unknown coupon code."), field="coupon")
         _check_coupon_use(coupon, customer=request.customer, email=email)
     level = catalog.level_for(request.customer)
     priced = quote(tenant, product, level, request.qty, coupon)
@@ -217,7 +218,7 @@ class ShopWalletShort(DomainError):
     it is temporarily unavailable; after rolling back, the caller tells the shop."""
 
     def __init__(self, tenant_id: int, title: str):
-        super().__init__("This product is temporarily unavailable. Please try again later.")
+        super().__init__(_l("This product is temporarily unavailable. Please try again later."))
         self.tenant_id, self.title = tenant_id, title
 
     def tell_shop(self) -> None:
@@ -347,18 +348,19 @@ def create_topup(tenant: Tenant, customer: Customer, amount: int, method: str, i
     from ..payments.registry import method_available
 
     if method == "balance":
-        raise DomainError("Choose a payment method to top up with.", field="payment_method")
+        raise DomainError(_l("Choose a payment method to top up with."), field="payment_method")
     method_available(tenant, method, customer)
     if amount < 100:
-        raise DomainError("Top up at least 1.00.", field="amount")
+        raise DomainError(_l("Top up at least 1.00."), field="amount")
     most = current_app.config["MAX_TOPUP"]
     if amount > most:
-        raise DomainError(f"Top up at most {format_money(most, tenant.currency)} at a time.",
+        raise DomainError(_l("Top up at most %(most)s at a time.",
+                             most=format_money(most, tenant.currency)),
                           field="amount")
     by_buyer, _ = _open_orders(tenant.id, customer=customer, email=customer.email, ip=ip)
     if by_buyer >= current_app.config["MAX_OPEN_ORDERS_PER_BUYER"]:
-        raise Conflict("You have too many unpaid orders. Pay one of them or wait until they "
-                       "expire, then try again.")
+        raise Conflict(_l("You have too many unpaid orders. Pay one of them or wait until they "
+                          "expire, then try again."))
     token, token_hash = _token()
     order = Order(
         tenant_id=tenant.id, number=_new_number(), token_hash=token_hash,
@@ -431,7 +433,7 @@ def expire_due_orders(tenant_id: int | None = None, limit: int = 500) -> int:
 
 def cancel_order(order: Order, *, actor: str) -> None:
     if not transition(order, "cancelled", from_status="pending", actor=actor):
-        raise Conflict("Only an unpaid order can be cancelled.")
+        raise Conflict(_l("Only an unpaid order can be cancelled."))
     _release(order)
 
 
@@ -472,7 +474,7 @@ def refund_order(order: Order, *, to: str, actor: str, reason: str = "") -> None
     from ..payments.service import refund_payment
 
     if order.status not in ("paid", "awaiting", "failed", "delivered"):
-        raise Conflict("Only a paid order can be refunded.")
+        raise Conflict(_l("Only a paid order can be refunded."))
     if order.kind == "topup":
         _refund_topup(order, actor=actor, reason=reason)
         return
@@ -482,15 +484,15 @@ def refund_order(order: Order, *, to: str, actor: str, reason: str = "") -> None
     payment = next((p for p in reversed(order.payments) if p.status == "succeeded"), None)
     wallet = to == "wallet" or order.payment_method == "balance"
     if to not in ("wallet", "gateway"):
-        raise DomainError("Refund to the wallet or through the gateway.")
+        raise DomainError(_l("Refund to the wallet or through the gateway."))
     if wallet and customer is None:
-        raise DomainError("A guest has no wallet: refund through the payment gateway.")
+        raise DomainError(_l("A guest has no wallet: refund through the payment gateway."))
     if not wallet and payment is None:
-        raise DomainError("This order has no gateway payment to refund.")
+        raise DomainError(_l("This order has no gateway payment to refund."))
     if not transition(order, "refunded", from_status=source, actor=actor,
                       note=f"refunded to the {'wallet' if wallet else 'gateway'}"
                            + (f": {reason}" if reason else "")):
-        raise Conflict("The order changed meanwhile; reload and try again.")
+        raise Conflict(_l("The order changed meanwhile; reload and try again."))
     if wallet:
         _refund_ledger(tenant, order, customer, to_wallet=True)
     else:
@@ -511,12 +513,12 @@ def _refund_topup(order: Order, *, actor: str, reason: str) -> None:
 
     payment = next((p for p in reversed(order.payments) if p.status == "succeeded"), None)
     if payment is None:
-        raise DomainError("This top-up has no gateway payment to refund.")
+        raise DomainError(_l("This top-up has no gateway payment to refund."))
     customer = db.session.get(Customer, order.customer_id)
     source = order.status
     if not transition(order, "refunded", from_status=source, actor=actor,
                       note="top-up refunded to the gateway" + (f": {reason}" if reason else "")):
-        raise Conflict("The order changed meanwhile; reload and try again.")
+        raise Conflict(_l("The order changed meanwhile; reload and try again."))
     try:
         ledger.transfer(f"order:{order.id}:topup-refund", "wallet_topup_refund",
                         ledger.buyer_wallet(customer, order.currency),
@@ -524,8 +526,8 @@ def _refund_topup(order: Order, *, actor: str, reason: str) -> None:
                                            tenant_id=order.tenant_id),
                         order.amount_due, tenant_id=order.tenant_id, order_id=order.id)
     except ledger.InsufficientFunds:
-        raise DomainError("The buyer has already spent this top-up; it cannot be refunded "
-                          "in full.") from None
+        raise DomainError(_l("The buyer has already spent this top-up; it cannot be refunded "
+                             "in full.")) from None
     refund_payment(order, payment)
     db.session.flush()
 
@@ -542,7 +544,7 @@ def order_by_token(token: str) -> Order | None:
 def get_order(order_id: int) -> Order:
     order = row_by_id(Order, order_id)
     if order is None:
-        raise NotFound("No such order.")
+        raise NotFound(_l("No such order."))
     return order
 
 

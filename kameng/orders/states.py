@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from .models import Order, OrderEvent
@@ -70,9 +71,14 @@ def transition(order: Order, to_status: str, *, actor: str = "system", note: str
         .values(status=to_status, **values)
         .execution_options(synchronize_session=False)
     ).rowcount
-    db.session.expire(order)
     if changed != 1:
+        db.session.expire(order)  # someone else moved it: read what it is now
         return False
+    # The row holds what the UPDATE wrote and nothing else changed (no column has an onupdate):
+    # record that on the object rather than read the row back — a query less per transition.
+    for key, value in {"status": to_status, **values}.items():
+        set_committed_value(order, key, value)
+    db.session.expire(order, ["events"])
     db.session.add(OrderEvent(
         tenant_id=order.tenant_id, order_id=order.id, actor=actor[:254], from_status=source,
         to_status=to_status, note=note or TRANSITIONS[(source, to_status)], data=data or {},

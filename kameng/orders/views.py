@@ -12,6 +12,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..errors import DomainError
@@ -273,6 +274,6 @@ def cancel(token: str):
     if EmptyForm().validate_on_submit() and order.status == "pending":
         orders.cancel_order(order, actor=order.email)
         db.session.commit()
-        flash("The order was cancelled.")
+        flash(_("The order was cancelled."))
     return redirect(url_for(".order_page", token=token))
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from ..audit.service import record
@@ -92,8 +93,8 @@ def _test_connection(bind: Callable[[], Gateway]) -> None:
         flash(error.message, "error")
     except Exception as error:  # a library or network failure the gateway did not translate
         log.exception("payment gateway connection test failed")
-        flash(f"The connection test failed ({type(error).__name__}). Check the credentials and "
-              "try again.", "error")
+        flash(_("The connection test failed (%(name)s). Check the credentials and "
+                "try again.", name=type(error).__name__), "error")
     else:
         flash(message)
     finally:
@@ -143,7 +144,7 @@ def settings():
     record(staff_actor(), "payments.options_changed", tenant_id=shop.id,
            test_mode=form.test_mode.data, platform_payments=form.platform_payments.data)
     db.session.commit()
-    flash("Payment options saved.")
+    flash(_("Payment options saved."))
     return redirect(url_for(".settings"))
 
 
@@ -162,7 +163,7 @@ def gateway_save(gateway: str):
             form.fail(error)
         else:
             db.session.commit()
-            flash(f"{kind.label} settings saved.")
+            flash(_("%(label)s settings saved.", label=kind.label))
             return redirect(url_for(".settings") + f"#gateway-{gateway}")
     return _settings_page(submitted=(gateway, form), status=422)
 
@@ -182,10 +183,10 @@ def gateway_test(gateway: str):
 def _platform_ledger() -> list[tuple[str, object]]:
     currency = _platform_currency()
     return [(label, ledger.get_account(kind, currency=currency)) for kind, label in (
-        ("platform_gateway", "Collected through the platform's accounts"),
-        ("platform_fees", "Fees charged to shops"),
-        ("platform_revenue", "Supply cost paid by shops"),
-        ("platform_funding", "Credit granted to shops"),
+        ("platform_gateway", _("Collected through the platform's accounts")),
+        ("platform_fees", _("Fees charged to shops")),
+        ("platform_revenue", _("Supply cost paid by shops")),
+        ("platform_funding", _("Credit granted to shops")),
     )]
 
 
@@ -229,7 +230,7 @@ def platform_gateway_save(gateway: str):
             form.fail(error)
         else:
             db.session.commit()
-            flash(f"The platform's {kind.label} account is saved.")
+            flash(_("The platform's %(label)s account is saved.", label=kind.label))
             return redirect(url_for(".accounts") + f"#gateway-{gateway}")
     return _accounts_page(submitted=(gateway, form), status=422)
 
@@ -274,7 +275,8 @@ def wallet(tenant_id: int):
     if not form.validate_on_submit():
         return _wallet_page(tenant, form, 422)
     key = f"platform-funding:{tenant.id}:{form.token.data}"
-    done = f"{format_money(form.minor, tenant.currency)} credited to {tenant.name}'s wallet."
+    done = _("%(amount)s credited to %(shop)s's wallet.",
+             amount=format_money(form.minor, tenant.currency), shop=tenant.name)
     if ledger.existing_transaction(key) is None:
         try:
             ledger.transfer(
@@ -287,12 +289,13 @@ def wallet(tenant_id: int):
             db.session.commit()
         except IntegrityError:  # the same form sent twice at once: the other one credited it
             db.session.rollback()
-            done = "This credit was already made; nothing more was credited."
+            done = _("This credit was already made; nothing more was credited.")
         except DomainError as error:
             db.session.rollback()
             form.fail(error)
             return _wallet_page(tenant, form, 422)
     else:
-        done = "This credit was already made (the form was sent twice); nothing more was credited."
+        done = _("This credit was already made (the form was sent twice); nothing more was "
+                 "credited.")
     flash(done)
     return redirect(url_for(".wallet", tenant_id=tenant.id))

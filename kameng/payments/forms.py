@@ -3,6 +3,7 @@ payment options, and a credit the platform grants to a shop's wallet."""
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
@@ -21,7 +22,7 @@ class CredentialsForm(Form):
     A secret field is a password input that never shows its stored value; left empty, the
     stored secret stays (the service keeps it)."""
 
-    enabled = BooleanField("Offer this gateway to buyers")
+    enabled = BooleanField(_l("Offer this gateway to buyers"))
 
     def values(self) -> dict[str, str]:
         return {name.removeprefix(FIELD_PREFIX): (field.data or "").strip()
@@ -54,19 +55,19 @@ def credentials_form(gateway: type[Gateway], *, shown: dict[str, str] | None = N
 
 
 class PaymentOptionsForm(Form):
-    test_mode = BooleanField("Test mode: offer the sandbox to buyers (payments are simulated, "
-                             "nothing is charged)")
-    platform_payments = BooleanField("Use the platform's payment accounts for gateways you have "
-                                     "not set up (the platform credits your margin to your "
-                                     "wallet, minus its fee)")
+    test_mode = BooleanField(_l("Test mode: offer the sandbox to buyers (payments are simulated, "
+                                "nothing is charged)"))
+    platform_payments = BooleanField(_l("Use the platform's payment accounts for gateways you have "
+                                        "not set up (the platform credits your margin to your "
+                                        "wallet, minus its fee)"))
 
 
 class WalletCreditForm(Form):
     """Credit a shop's wallet at the platform. `token` is a random key made when the form was
     shown: sending the same form twice credits once."""
 
-    amount = StringField("Amount", validators=[DataRequired(), Length(max=20)])
-    memo = StringField("Memo (shown on the shop's statement)",
+    amount = StringField(_l("Amount"), validators=[DataRequired(), Length(max=20)])
+    memo = StringField(_l("Memo (shown on the shop's statement)"),
                        validators=[DataRequired(), Length(max=200)])
     token = HiddenField(validators=[DataRequired(), Regexp(r"^[A-Za-z0-9_-]{16,64}$")])
 

@@ -14,6 +14,8 @@ import secrets
 from dataclasses import dataclass
 
 from flask import current_app, g, has_request_context
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..errors import DomainError
@@ -101,7 +103,7 @@ def configurable_gateways() -> dict[str, type[Gateway]]:
 def method_label(name: str) -> str:
     """'stripe' -> 'Stripe': the buyer-facing name of a payment method."""
     if name == BALANCE:
-        return "Wallet balance"
+        return _("Wallet balance")
     load_gateways()
     kind = GATEWAYS.get(name)
     return kind.label if kind is not None else name
@@ -113,7 +115,7 @@ def save_credentials(tenant, gateway: str, values: dict, *, enabled: bool
     keeps its stored value (write-only); enabling needs every required field."""
     kind = configurable_gateways().get(gateway)
     if kind is None:
-        raise DomainError("Unknown payment gateway.", field="gateway")
+        raise DomainError(_l("Unknown payment gateway."), field="gateway")
     if tenant is None:
         account = platform_account(gateway)
         if account is None:
@@ -130,9 +132,10 @@ def save_credentials(tenant, gateway: str, values: dict, *, enabled: bool
         if new or not spec.secret:  # an empty secret keeps the stored one; others clear
             stored[spec.name] = new
     if enabled and not _complete(kind, stored):
-        missing = [f.label for f in kind.credential_fields
+        missing = [str(f.label) for f in kind.credential_fields
                    if f.required and not str(stored.get(f.name) or "").strip()]
-        raise DomainError(f"Fill in {', '.join(missing)} before enabling {kind.label}.")
+        raise DomainError(_l("Fill in %(missing)s before enabling %(label)s.",
+                             missing=', '.join(missing), label=kind.label))
     if enabled:
         kind(stored, owner="platform" if tenant is None else "shop",
              tenant_id=tenant.id if tenant else None).check_credentials()
@@ -198,8 +201,8 @@ def method_available(tenant, name: str, customer=None) -> Method:
         if method.name == name:
             return method
     if name == BALANCE:
-        raise DomainError("Log in to pay from your wallet.", field="payment_method")
-    raise DomainError("Choose one of the payment methods offered.", field="payment_method")
+        raise DomainError(_l("Log in to pay from your wallet."), field="payment_method")
+    raise DomainError(_l("Choose one of the payment methods offered."), field="payment_method")
 
 
 def gateway_for(tenant, name: str, owner: str) -> Gateway:
@@ -207,10 +210,10 @@ def gateway_for(tenant, name: str, owner: str) -> Gateway:
     load_gateways()
     kind = GATEWAYS.get(name)
     if kind is None:
-        raise DomainError("Unknown payment gateway.")
+        raise DomainError(_l("Unknown payment gateway."))
     if name == "sandbox":
         if not sandbox_allowed(tenant):
-            raise DomainError("The sandbox is not available for this shop.")
+            raise DomainError(_l("The sandbox is not available for this shop."))
         account = ensure_sandbox_account(tenant)
     elif owner == "platform":
         account = platform_account(name)

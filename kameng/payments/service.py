@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -50,9 +51,9 @@ def start_payment(tenant: Tenant, order: Order, urls: ReturnUrls, customer=None
                   ) -> tuple[Payment, PaymentStart]:
     """Create a payment attempt for a pending order and ask its gateway how to pay it."""
     if order.status != "pending" or order.expires_at.replace(tzinfo=UTC) <= datetime.now(UTC):
-        raise Conflict("This order can no longer be paid.")
+        raise Conflict(_l("This order can no longer be paid."))
     if order.payment_method == BALANCE:
-        raise DomainError("Pay this order from your wallet.")
+        raise DomainError(_l("Pay this order from your wallet."))
     method = method_available(tenant, order.payment_method, customer)
     gateway = gateway_for(tenant, method.name, method.owner)
     payment = Payment(tenant_id=tenant.id, order_id=order.id, gateway=method.name,
@@ -70,16 +71,16 @@ def start_payment(tenant: Tenant, order: Order, urls: ReturnUrls, customer=None
 def pay_with_balance(tenant: Tenant, order: Order, customer: Customer) -> Payment:
     """Pay a pending order from the buyer's wallet (InsufficientFunds when it is short)."""
     if order.customer_id != customer.id:
-        raise DomainError("This is not your order.")
+        raise DomainError(_l("This is not your order."))
     if order.payment_method != BALANCE:
-        raise DomainError("This order is paid through a gateway.")
+        raise DomainError(_l("This order is paid through a gateway."))
     payment = Payment(tenant_id=tenant.id, order_id=order.id, gateway=BALANCE, owner="shop",
                       reference=new_reference(order), amount=order.amount_due,
                       currency=order.currency, status="created")
     db.session.add(payment)
     db.session.flush()
     if not mark_paid(order, payment=payment, actor=customer.email, note_text="paid from wallet"):
-        raise Conflict("This order can no longer be paid.")
+        raise Conflict(_l("This order can no longer be paid."))
     return payment
 
 
@@ -205,7 +206,7 @@ def _mismatch(payment: Payment | None, event, gateway_name: str, owner: str) -> 
 def refund_payment(order: Order, payment: Payment) -> None:
     """Refund a gateway payment in full (called by refund_order inside its transaction)."""
     if payment.gateway == BALANCE:
-        raise DomainError("A wallet payment is refunded to the wallet.")
+        raise DomainError(_l("A wallet payment is refunded to the wallet."))
     tenant = db.session.get(Tenant, order.tenant_id)
     if payment.owner == "platform":
         # The platform collected it and credited the shop's wallet: take that back first,
@@ -223,7 +224,8 @@ def refund_payment(order: Order, payment: Payment) -> None:
         raise
     except Exception as error:  # a network or library error: nothing was refunded
         log.exception("refund of %s failed", payment.reference)
-        raise GatewayError(f"{gateway.label} did not accept the refund: {error}") from None
+        raise GatewayError(_l("%(label)s did not accept the refund: %(error)s",
+                              label=gateway.label, error=error)) from None
     payment.status = "refunded"
     payment.refunded_amount = payment.amount
     db.session.flush()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from flask import current_app
-from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Date, distinct, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -122,7 +122,7 @@ def parse_range(start: str | None, end: str | None, *, default_days: int = DEFAU
     last = _parse_day(end, "end") if end else today()
     first = _parse_day(start, "start") if start else last - timedelta(days=default_days - 1)
     if first > last:
-        raise DomainError(_("The start date is after the end date."), field="start")
+        raise DomainError(_l("The start date is after the end date."), field="start")
     return Period(first, last)
 
 
@@ -130,7 +130,7 @@ def _parse_day(text: str, name: str) -> date:
     try:
         return date.fromisoformat(text.strip()[:10])
     except ValueError:
-        raise DomainError(_("Write dates as YYYY-MM-DD."), field=name) from None
+        raise DomainError(_l("Write dates as YYYY-MM-DD."), field=name) from None
 
 
 def _sold_in(period: Period) -> tuple:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, g, request, session
+from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin, login_user, logout_user
 from sqlalchemy import Boolean, DateTime, String, Text, false, func, select, true
 from sqlalchemy.orm import Mapped, mapped_column
@@ -79,18 +80,19 @@ def check_email(email: str) -> str:
     try:
         validate_email(email, check_deliverability=False, test_environment=True)
     except EmailNotValidError:
-        raise DomainError("Enter a valid e-mail address.", field="email") from None
+        raise DomainError(_l("Enter a valid e-mail address."), field="email") from None
     return email
 
 
 def check_password_policy(password: str, email: str = "") -> None:
     minimum = current_app.config["PASSWORD_MIN_LENGTH"]
     if len(password or "") < minimum:
-        raise DomainError(f"Password must be at least {minimum} characters.", field="password")
+        raise DomainError(_l("Password must be at least %(minimum)s characters.",
+                             minimum=minimum), field="password")
     if len(password) > 256:
-        raise DomainError("Password must be at most 256 characters.", field="password")
+        raise DomainError(_l("Password must be at most 256 characters."), field="password")
     if email and password.strip().lower() == normalize_email(email):
-        raise DomainError("Password must not be your e-mail address.", field="password")
+        raise DomainError(_l("Password must not be your e-mail address."), field="password")
 
 
 def new_account(

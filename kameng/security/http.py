@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from ..errors import DomainError
 
@@ -80,15 +81,15 @@ def check_url(url: str) -> tuple[str, str, int, str]:
         parts = urlsplit((url or "").strip())
         port = parts.port
     except ValueError:
-        raise UnsafeURL("The URL is not valid.", field="url") from None
+        raise UnsafeURL(_l("The URL is not valid."), field="url") from None
     if parts.scheme not in ("https", "http"):
-        raise UnsafeURL("The URL must start with https://.", field="url")
+        raise UnsafeURL(_l("The URL must start with https://."), field="url")
     if parts.scheme == "http" and not _setting("UPSTREAM_ALLOW_HTTP"):
-        raise UnsafeURL("The URL must use https://.", field="url")
+        raise UnsafeURL(_l("The URL must use https://."), field="url")
     if parts.username or parts.password:
-        raise UnsafeURL("The URL must not carry a user name or password.", field="url")
+        raise UnsafeURL(_l("The URL must not carry a user name or password."), field="url")
     if not parts.hostname:
-        raise UnsafeURL("The URL has no host.", field="url")
+        raise UnsafeURL(_l("The URL has no host."), field="url")
     port = port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, parts.hostname, port, path
@@ -104,8 +105,8 @@ def resolve(host: str, port: int) -> str:
     refused = [a for a in addresses if not address_allowed(a)]
     if refused or not addresses:
         shown = refused[0] if refused else "nothing"
-        raise UnsafeURL(f"{host} resolves to an address inside the network ({shown}); "
-                        "calls there are not allowed.", field="url")
+        raise UnsafeURL(_l("%(host)s resolves to an address inside the network (%(shown)s); "
+                           "calls there are not allowed.", host=host, shown=shown), field="url")
     return addresses[0]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
+
 from ..errors import DomainError
 
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
@@ -16,12 +18,12 @@ SIGNATURES = (
 def checked_image(data: bytes) -> tuple[bytes, str]:
     """(data, content type) of a PNG, JPEG, GIF or WebP image up to 2 MB, else a DomainError."""
     if not data:
-        raise DomainError("The image file is empty.", field="image")
+        raise DomainError(_l("The image file is empty."), field="image")
     if len(data) > MAX_IMAGE_BYTES:
-        raise DomainError("The image must be at most 2 MB.", field="image")
+        raise DomainError(_l("The image must be at most 2 MB."), field="image")
     for signature, content_type in SIGNATURES:
         if data.startswith(signature):
             return data, content_type
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return data, "image/webp"
-    raise DomainError("The image must be a PNG, JPEG, GIF or WebP file.", field="image")
+    raise DomainError(_l("The image must be a PNG, JPEG, GIF or WebP file."), field="image")

@@ -125,7 +125,7 @@ def login_flow(
 def logout_flow(redirect_to: str):
     if EmptyForm().validate_on_submit():
         end_session()
-        flash("You are logged out.")
+        flash(_("You are logged out."))
     return redirect(redirect_to)
 
 

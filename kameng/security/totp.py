@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pyotp
 import segno
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -94,7 +95,7 @@ def _accept(account: Account, code: str, *, enable: bool | None = None,
     stored = account.totp_secret
     sealed = unseal(stored)
     if sealed is None:
-        raise WrongCode(_("Two-factor login is not set up."))
+        raise WrongCode(_l("Two-factor login is not set up."))
     step = matching_step(sealed.secret, code, after=sealed.last_step)
     if step is None:
         raise WrongCode()
@@ -127,7 +128,7 @@ def _unwrapped(account: Account) -> Account:
 def begin_setup(account: Account) -> str:
     """Store a new secret waiting for its first code; returns the secret (base32)."""
     if account.totp_enabled:
-        raise DomainError(_("Two-factor login is already on."))
+        raise DomainError(_l("Two-factor login is already on."))
     secret = pyotp.random_base32()
     account.totp_secret = seal(secret)
     db.session.flush()
@@ -145,21 +146,21 @@ def pending_secret(account: Account) -> str | None:
 def confirm_setup(account: Account, code: str) -> None:
     """Turn two-factor on once the first code from the app matches the pending secret."""
     if account.totp_enabled:
-        raise DomainError(_("Two-factor login is already on."))
+        raise DomainError(_l("Two-factor login is already on."))
     _accept(account, code, enable=True)
 
 
 def verify_login_code(account: Account, code: str) -> None:
     """The second login step: raises WrongCode unless `code` is valid and not used before."""
     if not account.totp_enabled:
-        raise WrongCode(_("Two-factor login is not on for this account."))
+        raise WrongCode(_l("Two-factor login is not on for this account."))
     _accept(account, code)
 
 
 def disable(account: Account, code: str) -> None:
     """Turn two-factor off; needs a current code."""
     if not account.totp_enabled:
-        raise DomainError(_("Two-factor login is not on."))
+        raise DomainError(_l("Two-factor login is not on."))
     _accept(account, code, clear=True)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..audit.service import Actor, record
@@ -34,7 +34,7 @@ def list_platform_users() -> list[PlatformUser]:
 def get_platform_user(user_id: int) -> PlatformUser:
     user = row_by_id(PlatformUser, user_id)
     if user is None:
-        raise NotFound(_("No such super-admin."))
+        raise NotFound(_l("No such super-admin."))
     return user
 
 
@@ -45,11 +45,11 @@ def set_platform_user_active(user: PlatformUser, active: bool, *, actor: Actor
         return user
     if not active:
         if user.id == actor.id:
-            raise Conflict(_("You cannot disable your own account."))
+            raise Conflict(_l("You cannot disable your own account."))
         others = db.session.scalars(select(PlatformUser.id).where(
             PlatformUser.active, PlatformUser.id != user.id).with_for_update()).all()
         if not others:
-            raise Conflict(_("The platform must keep at least one active super-admin."))
+            raise Conflict(_l("The platform must keep at least one active super-admin."))
         user.session_token = new_session_token()
     user.active = active
     db.session.flush()

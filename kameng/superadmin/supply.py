@@ -12,6 +12,9 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy import func, select
 
 from ..catalog import service as catalog
@@ -140,10 +143,11 @@ def _told(notices: list[str]) -> str:
     named = ", ".join(n if len(n) <= 80 else n[:79] + "…" for n in notices[:NOTICES_NAMED])
     more = len(notices) - NOTICES_NAMED
     if more > 0:
-        named += f" and {more} more"
-    shops = "shop was" if len(notices) == 1 else "shops were"
-    return (f"{len(notices)} {shops} told that the new cost is above prices they had set, "
-            f"which now stay at cost: {named}.")
+        named = _("%(names)s and %(more)s more", names=named, more=more)
+    return ngettext("%(num)d shop was told that the new cost is above prices they had set, "
+                    "which now stay at cost: %(names)s.",
+                    "%(num)d shops were told that the new cost is above prices they had set, "
+                    "which now stay at cost: %(names)s.", len(notices), names=named)
 
 
 @bp.route("/products/new", methods=["GET", "POST"])
@@ -161,7 +165,8 @@ def product_new():
         form.fail(error)
         return _product_page(form, None, 422)
     db.session.commit()
-    flash(f"Supply product '{product.name}' created. New shops list it as they open.")
+    flash(_("Supply product '%(name)s' created. New shops list it as they open.",
+            name=product.name))
     return redirect(url_for(".product_edit", product_id=product.id))
 
 
@@ -181,7 +186,7 @@ def product_edit(product_id: int):
         form.fail(error)
         return _product_page(form, product, 422)
     db.session.commit()
-    flash(f"Supply product '{product.name}' saved.")
+    flash(_("Supply product '%(name)s' saved.", name=product.name))
     if notices:
         flash(_told(notices))
     return redirect(url_for(".product_edit", product_id=product.id))
@@ -191,7 +196,7 @@ def product_edit(product_id: int):
 def product_image(product_id: int):
     product = catalog.get_supply_product(product_id)
     if not product.image_type or not product.image_data:
-        raise NotFound("This product has no image.")
+        raise NotFound(_l("This product has no image."))
     response = make_response(product.image_data)
     response.headers["Content-Type"] = product.image_type
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -205,7 +210,7 @@ def product_image(product_id: int):
 def _category_or_404(category_id: int) -> SupplyCategory:
     category = db.session.get(SupplyCategory, category_id)
     if category is None:
-        raise NotFound("No such supply category.")
+        raise NotFound(_l("No such supply category."))
     return category
 
 
@@ -227,7 +232,7 @@ def category_list():
             form.fail(error)
         else:
             db.session.commit()
-            flash(f"Supply category '{category.name}' created.")
+            flash(_("Supply category '%(name)s' created.", name=category.name))
             return redirect(url_for(".category_list"))
     return render_template(
         "supply/categories.html",
@@ -250,7 +255,7 @@ def category_edit(category_id: int):
             form.fail(error)
         else:
             db.session.commit()
-            flash(f"Supply category '{category.name}' saved.")
+            flash(_("Supply category '%(name)s' saved.", name=category.name))
             return redirect(url_for(".category_list"))
     return render_template(
         "supply/category_form.html",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
@@ -31,26 +32,26 @@ MAX_INPUT_FIELD_ROWS = 10  # what the service accepts; more posted rows are igno
 class SupplyCategoryForm(Form):
     """A new supply category (it starts active)."""
 
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
     sort = IntegerField(
-        "Sort order",
+        _l("Sort order"),
         validators=[Optional(), NumberRange(-MAX_SORT, MAX_SORT)],
-        description="Lower numbers come first.",
+        description=_l("Lower numbers come first."),
     )
 
 
 class SupplyCategoryEditForm(SupplyCategoryForm):
-    active = BooleanField("Active")
+    active = BooleanField(_l("Active"))
 
 
 class InputFieldForm(SubForm):
     """One buyer input field of a product (e.g. the game account of a top-up)."""
 
-    name = StringField("Name", validators=[Length(max=64)])
-    label = StringField("Label", validators=[Length(max=200)])
-    type = SelectField("Type", choices=list(INPUT_TYPES), default="text")
-    required = BooleanField("Required")
-    pattern = StringField("Pattern", validators=[Length(max=400)])
+    name = StringField(_l("Name"), validators=[Length(max=64)])
+    label = StringField(_l("Label"), validators=[Length(max=200)])
+    type = SelectField(_l("Type"), choices=list(INPUT_TYPES), default="text")
+    required = BooleanField(_l("Required"))
+    pattern = StringField(_l("Pattern"), validators=[Length(max=400)])
 
     def is_blank(self) -> bool:
         return not any((f.data or "").strip() for f in (self.name, self.label, self.pattern))
@@ -62,44 +63,45 @@ class InputFieldForm(SubForm):
 
 
 class SupplyProductForm(Form):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    category_id = SelectField("Category", coerce=int, default=0)
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    category_id = SelectField(_l("Category"), coerce=int, default=0)
     cost = StringField(
-        "Cost to shops", validators=[DataRequired(), Length(max=40)],
-        description="What a shop pays per unit, e.g. 9.50.",
+        _l("Cost to shops"), validators=[DataRequired(), Length(max=40)],
+        description=_l("What a shop pays per unit, e.g. 9.50."),
     )
     delivery_kind = SelectField(
-        "Delivery", choices=[SelectChoice(k, v) for k, v in DELIVERY_KINDS.items()], default="card"
+        _l("Delivery"), choices=[SelectChoice(k, v) for k, v in DELIVERY_KINDS.items()],
+        default="card",
     )
     description_html = TextAreaField(
-        "Description (HTML)", validators=[Length(max=50_000)],
-        description="Shown to buyers; unsafe tags and attributes are removed.",
+        _l("Description (HTML)"), validators=[Length(max=50_000)],
+        description=_l("Shown to buyers; unsafe tags and attributes are removed."),
     )
     text_content = TextAreaField(
-        "Fixed content", validators=[Length(max=20_000)],
-        description="Only for “Fixed content” products: what every buyer receives "
-                    "(a download link, a shared licence). Stored encrypted.",
+        _l("Fixed content"), validators=[Length(max=20_000)],
+        description=_l("Only for “Fixed content” products: what every buyer receives "
+                       "(a download link, a shared licence). Stored encrypted."),
     )
     input_fields = FieldList(FormField(InputFieldForm), min_entries=INPUT_FIELD_ROWS,
                              max_entries=MAX_INPUT_FIELD_ROWS)
-    min_qty = IntegerField("Minimum quantity", default=1,
+    min_qty = IntegerField(_l("Minimum quantity"), default=1,
                            validators=[InputRequired(), NumberRange(1, MAX_QTY)])
-    max_qty = IntegerField("Maximum quantity", default=100,
+    max_qty = IntegerField(_l("Maximum quantity"), default=100,
                            validators=[InputRequired(), NumberRange(1, MAX_QTY)])
     low_stock_threshold = IntegerField(
-        "Low-stock threshold", default=0,
+        _l("Low-stock threshold"), default=0,
         validators=[Optional(), NumberRange(0, MAX_THRESHOLD)],
-        description="Warn when fewer codes than this are available (0: never).",
+        description=_l("Warn when fewer codes than this are available (0: never)."),
     )
-    image = FileField("Image", description="PNG, JPEG, GIF or WebP, at most 2 MB.")
-    active = BooleanField("Active (shops can sell it)", default=True)
+    image = FileField(_l("Image"), description=_l("PNG, JPEG, GIF or WebP, at most 2 MB."))
+    active = BooleanField(_l("Active (shops can sell it)"), default=True)
     supplier_id = SelectField(
-        "Supplier", coerce=int, default=0,
-        description="Direct top-up products are bought from this supplier when a buyer pays.",
+        _l("Supplier"), coerce=int, default=0,
+        description=_l("Direct top-up products are bought from this supplier when a buyer pays."),
     )
     supplier_product = StringField(
-        "Upstream product code", validators=[Length(max=120)],
-        description="The product's code (or id) at the supplier.",
+        _l("Upstream product code"), validators=[Length(max=120)],
+        description=_l("The product's code (or id) at the supplier."),
     )
 
     def set_categories(self, categories) -> None:

@@ -121,7 +121,8 @@ def tenant_create():
         form.fail(error)
         return _tenant_page(form, 422)
     db.session.commit()
-    flash(f"Shop '{tenant.name}' is live at {tenants.shop_url(tenant)}.")
+    flash(_("Shop '%(name)s' is live at %(tenant)s.",
+            name=tenant.name, tenant=tenants.shop_url(tenant)))
     return redirect(url_for(".tenant_detail", tenant_id=tenant.id))
 
 
@@ -180,7 +181,10 @@ def _change_status(tenant_id: int, change, done: str, action: str):
     else:
         db.session.commit()
         current_app.logger.info("tenant %s %s by %s", tenant.slug, done, current_user.email)
-        flash(f"Shop '{tenant.slug}' {done}.")
+        if done == "suspended":
+            flash(_("Shop '%(slug)s' suspended.", slug=tenant.slug))
+        else:
+            flash(_("Shop '%(slug)s' resumed.", slug=tenant.slug))
     if request.form.get("back") == "list":
         return redirect(url_for(".tenant_list"))
     return redirect(url_for(".tenant_detail", tenant_id=tenant.id))

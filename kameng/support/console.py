@@ -102,7 +102,6 @@ def _back_to(ticket_id: int):
 def _refused(ticket_id: int, error: DomainError, form, **forms):
     """A service said no: undo, show why on the form that was sent, and the page again."""
     db.session.rollback()
-    error.message = _(error.message)
     form.fail(error)
     status = 422 if error.status_code == 400 else error.status_code
     return _detail_page(support.get_ticket(ticket_id), status=status, **forms)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import case, func, select, update
 
 from ..catalog.models import Product
@@ -14,7 +16,7 @@ from ..errors import Conflict, DomainError, NotFound
 from ..extensions import db
 from ..inventory.models import CardCode, SupplyCode
 from ..inventory.service import claim_codes, code_stock
-from ..mail.service import queue_mail, shop_recipients
+from ..mail.service import queue_mail, shop_language, shop_recipients
 from ..members.models import Customer
 from ..orders.models import Order, OrderLine
 from ..orders.service import refund_order
@@ -27,25 +29,19 @@ OPEN_STATUSES = ("open", "answered")
 ACTIVE = "active"  # the list filter for open and answered tickets together
 
 
-def N_(message: str) -> str:
-    """Marks a message for the translation catalog; the pages translate it when they show it
-    (services also run outside a request, where there is no visitor's language)."""
-    return message
-
-
 def _text(body: str) -> str:
     body = (body or "").strip()
     if not body:
-        raise DomainError(N_("Write a message."), field="message")
+        raise DomainError(_l("Write a message."), field="message")
     if len(body) > MAX_MESSAGE:
-        raise DomainError(N_("A message is at most 4000 characters."), field="message")
+        raise DomainError(_l("A message is at most 4000 characters."), field="message")
     return body
 
 
 def get_ticket(ticket_id: int) -> Ticket:
     ticket = row_by_id(Ticket, ticket_id)
     if ticket is None:
-        raise NotFound(N_("No such ticket."))
+        raise NotFound(_l("No such ticket."))
     return ticket
 
 
@@ -53,7 +49,7 @@ def ticket_of_order(order: Order, ticket_id: int) -> Ticket:
     """One of the order's tickets (NotFound for a ticket of another order)."""
     ticket = row_by_id(Ticket, ticket_id)
     if ticket is None or ticket.order_id != order.id:
-        raise NotFound(N_("No such ticket."))
+        raise NotFound(_l("No such ticket."))
     return ticket
 
 
@@ -103,16 +99,16 @@ def ticket_counts() -> dict[str, int]:
 def open_ticket(order: Order, *, reason: str, message: str) -> Ticket:
     """A buyer reports a problem with a delivered order (one open ticket per order)."""
     if order.status != "delivered" or order.kind != "purchase":
-        raise Conflict(N_("A ticket can be opened on a delivered order."))
+        raise Conflict(_l("A ticket can be opened on a delivered order."))
     if reason not in TICKET_REASONS:
-        raise DomainError(N_("Choose what is wrong."), field="reason")
+        raise DomainError(_l("Choose what is wrong."), field="reason")
     body = _text(message)
     # Lock the order's row (PostgreSQL) so that two quick submissions make one ticket.
     db.session.execute(select(Order.id).where(Order.id == order.id).with_for_update())
     already = db.session.scalar(select(func.count()).select_from(Ticket).where(
         Ticket.order_id == order.id, Ticket.status.in_(OPEN_STATUSES)))
     if already:
-        raise Conflict(N_("This order already has an open ticket: add to it instead."))
+        raise Conflict(_l("This order already has an open ticket: add to it instead."))
     ticket = Ticket(tenant_id=order.tenant_id, order_id=order.id, email=order.email,
                     reason=reason, status="open")
     db.session.add(ticket)
@@ -121,9 +117,10 @@ def open_ticket(order: Order, *, reason: str, message: str) -> Ticket:
                                  author="buyer", author_email=order.email, body=body))
     note(order, f"After-sales ticket #{ticket.id} opened: {TICKET_REASONS[reason]}",
          actor=order.email)
-    _tell_shop(order, f"New after-sales ticket on order {order.number}",
-               f"{order.email} writes about order {order.number} "
-               f"({TICKET_REASONS[reason]}):\n\n{body}")
+    _tell_shop(order, _l("New after-sales ticket on order %(number)s", number=order.number),
+               _l("%(email)s writes about order %(number)s (%(reason)s):\n\n%(body)s",
+                  email=order.email, number=order.number, reason=_l(TICKET_REASONS[reason]),
+                  body=body))
     db.session.flush()
     return ticket
 
@@ -131,17 +128,19 @@ def open_ticket(order: Order, *, reason: str, message: str) -> Ticket:
 def add_message(ticket: Ticket, *, author: str, email: str, body: str) -> TicketMessage:
     """A reply on an open ticket: from the buyer ("buyer") or the shop ("staff")."""
     if ticket.status not in OPEN_STATUSES:
-        raise Conflict(N_("This ticket is closed."))
+        raise Conflict(_l("This ticket is closed."))
     message = TicketMessage(tenant_id=ticket.tenant_id, ticket_id=ticket.id, author=author,
                             author_email=email, body=_text(body))
     db.session.add(message)
     order = db.session.get(Order, ticket.order_id)
     if author == "staff":
         ticket.status = "answered"
-        _tell_buyer(ticket, order, f"Reply about your order {order.number}", message.body)
+        _tell_buyer(ticket, order, _l("Reply about your order %(number)s", number=order.number),
+                    message.body)
     else:
         ticket.status = "open"
-        _tell_shop(order, f"Reply on ticket #{ticket.id} (order {order.number})", message.body)
+        _tell_shop(order, _l("Reply on ticket #%(id)s (order %(number)s)", id=ticket.id,
+                             number=order.number), message.body)
     ticket.updated_at = datetime.now(UTC)
     db.session.flush()
     return message
@@ -168,32 +167,32 @@ def replace_codes(ticket: Ticket, code_ids: list[int], *, actor: str, message: s
     Each replacement is on the order's timeline with the ids of the voided and the new code
     (event data), so the ticket page can show the buyer their new codes."""
     if ticket.status not in OPEN_STATUSES:
-        raise Conflict(N_("This ticket is closed."))
+        raise Conflict(_l("This ticket is closed."))
     order = db.session.get(Order, ticket.order_id)
     held = {code_id: line for line, code_id in sold_codes(order)}
     chosen = [code_id for code_id in dict.fromkeys(code_ids) if code_id in held]
     if not chosen or len(chosen) != len(set(code_ids)):
-        raise DomainError(N_("Choose codes of this order to replace."), field="codes")
+        raise DomainError(_l("Choose codes of this order to replace."), field="codes")
     now = datetime.now(UTC)
     known = set(held)
     for code_id in chosen:
         line = held[code_id]
         product = row_by_id(Product, line.product_id)
         if product is None:
-            raise DomainError(f"'{line.title}' no longer exists: refund instead.")
+            raise DomainError(_l("'%(title)s' no longer exists: refund instead.", title=line.title))
         model, product_id = code_stock(product)
         voided = db.session.execute(
             update(model).where(model.id == code_id, model.status == "sold")
             .values(status="void").execution_options(synchronize_session=False)).rowcount
         if voided != 1:
-            raise Conflict(N_("The order's codes changed meanwhile; reload and try again."))
+            raise Conflict(_l("The order's codes changed meanwhile; reload and try again."))
         values = {"status": "sold", "order_id": order.id, "order_line_id": line.id,
                   "sold_at": now}
         if model is SupplyCode:
             values["tenant_id"] = order.tenant_id
         if claim_codes(model, product_id, 1, values) != 1:
-            raise DomainError(f"No code of '{line.title}' is in stock to replace it: import "
-                              "codes first, or refund.")
+            raise DomainError(_l("No code of '%(title)s' is in stock to replace it: import "
+                                 "codes first, or refund.", title=line.title))
         new_id = _new_code_of(model, line, order.tenant_id, known)
         known.add(new_id)
         note(order, f"Ticket #{ticket.id}: code #{code_id} voided and replaced by a new code "
@@ -201,9 +200,9 @@ def replace_codes(ticket: Ticket, code_ids: list[int], *, actor: str, message: s
              data={"ticket_id": ticket.id, "line_id": line.id, "voided_code_id": code_id,
                    "new_code_id": new_id})
     _close(ticket, "resolved", "replaced", actor=actor)
-    _tell_buyer(ticket, order, f"New code for your order {order.number}",
-                (message.strip() + "\n\n" if message.strip() else "")
-                + "We replaced the code you reported. The new code is on your order page.")
+    _tell_buyer(ticket, order, _l("New code for your order %(number)s", number=order.number),
+                _l("We replaced the code you reported. The new code is on your order page."),
+                lead=message)
     db.session.flush()
     return len(chosen)
 
@@ -246,26 +245,25 @@ def replacement_items(ticket: Ticket) -> list[tuple[OrderLine, list[str]]]:
 
 def refund_ticket(ticket: Ticket, *, to: str, actor: str, message: str = "") -> None:
     if ticket.status not in OPEN_STATUSES:
-        raise Conflict(N_("This ticket is closed."))
+        raise Conflict(_l("This ticket is closed."))
     order = db.session.get(Order, ticket.order_id)
     refund_order(order, to=to, actor=actor, reason=f"ticket #{ticket.id}")
     _close(ticket, "resolved", "refunded", actor=actor)
-    _tell_buyer(ticket, order, f"Refund for your order {order.number}",
-                (message.strip() + "\n\n" if message.strip() else "")
-                + ("The amount is back in your wallet at the shop." if to == "wallet"
-                   else "The amount is on its way back to how you paid."))
+    _tell_buyer(ticket, order, _l("Refund for your order %(number)s", number=order.number),
+                _l("The amount is back in your wallet at the shop.") if to == "wallet"
+                else _l("The amount is on its way back to how you paid."), lead=message)
     db.session.flush()
 
 
 def decline_ticket(ticket: Ticket, *, reason: str, actor: str) -> None:
     if ticket.status not in OPEN_STATUSES:
-        raise Conflict(N_("This ticket is closed."))
+        raise Conflict(_l("This ticket is closed."))
     why = _text(reason)
     order = db.session.get(Order, ticket.order_id)
     db.session.add(TicketMessage(tenant_id=ticket.tenant_id, ticket_id=ticket.id,
                                  author="staff", author_email=actor, body=why))
     _close(ticket, "declined", "declined", actor=actor)
-    _tell_buyer(ticket, order, f"About your order {order.number}", why)
+    _tell_buyer(ticket, order, _l("About your order %(number)s", number=order.number), why)
     db.session.flush()
 
 
@@ -279,20 +277,29 @@ def _close(ticket: Ticket, status: str, resolution: str, *, actor: str) -> None:
         .execution_options(synchronize_session=False)).rowcount
     db.session.expire(ticket, ["status", "resolution", "updated_at"])
     if closed != 1:
-        raise Conflict(N_("This ticket was closed meanwhile: reload the page."))
+        raise Conflict(_l("This ticket was closed meanwhile: reload the page."))
     order = db.session.get(Order, ticket.order_id)
     note(order, f"Ticket #{ticket.id} {status} ({resolution})", actor=actor)
 
 
-def _tell_buyer(ticket: Ticket, order: Order, subject: str, body: str) -> None:
+def _tell_buyer(ticket: Ticket, order: Order, subject, body, *, lead: str = "") -> None:
+    """Mail the buyer in the shop's language: `subject` and `body` are lazy (`_l`) texts or
+    what someone typed; `lead`, the staff's own words, goes first."""
     from ..orders.events import order_link
 
     link = order_link(order)
+    with shop_language(order.tenant_id):
+        text = (lead.strip() + "\n\n" if lead.strip() else "") + str(body)
+        if link:
+            text += "\n\n" + _("Your order: %(link)s", link=link)
+        subject = str(subject)
     queue_mail(tenant_id=order.tenant_id, to=ticket.email, kind="ticket.update",
-               subject=subject, body=body + (f"\n\nYour order: {link}" if link else ""))
+               subject=subject, body=text)
 
 
-def _tell_shop(order: Order, subject: str, body: str) -> None:
+def _tell_shop(order: Order, subject, body) -> None:
+    with shop_language(order.tenant_id):
+        subject, body = str(subject), str(body)
     for to in shop_recipients(order.tenant_id):
         queue_mail(tenant_id=order.tenant_id, to=to, kind="ticket.new", subject=subject,
                    body=body)

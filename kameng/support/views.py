@@ -76,7 +76,6 @@ class OrderAccess:
 def _fail(form, error: DomainError) -> int:
     """Show a service's refusal on the form, in the visitor's language; the status to answer."""
     db.session.rollback()
-    error.message = _(error.message)
     form.fail(error)
     return 422 if error.status_code == 400 else error.status_code
 

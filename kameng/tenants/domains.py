@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -83,7 +84,7 @@ def normalize_domain(raw: str) -> str:
     except ValueError:
         pass
     else:
-        raise DomainError(_("Enter a domain name, not an IP address."), field="host")
+        raise DomainError(_l("Enter a domain name, not an IP address."), field="host")
     labels = host.split(".")
     if len(labels) < 2 or not all(LABEL.fullmatch(label) for label in labels):
         raise DomainError(message, field="host")
@@ -98,8 +99,8 @@ def check_new_domain(host: str) -> str:
     config = current_app.config
     platform = config["PLATFORM_DOMAIN"]
     if host == platform or host.endswith("." + platform) or host == config["ADMIN_HOST"]:
-        raise DomainError(_("Domains of the platform itself cannot be added; your shop "
-                            "already has its address under %(platform)s.", platform=platform),
+        raise DomainError(_l("Domains of the platform itself cannot be added; your shop "
+                             "already has its address under %(platform)s.", platform=platform),
                           field="host")
     return host
 
@@ -125,15 +126,15 @@ def get_custom_domain(tenant: Tenant, domain_id: int) -> Domain:
     """One of the shop's own domains (a platform table: the shop is named explicitly)."""
     domain = row_by_id(Domain, domain_id)
     if domain is None or domain.tenant_id != tenant.id or domain.kind != "custom":
-        raise NotFound(_("No such domain."))
+        raise NotFound(_l("No such domain."))
     return domain
 
 
 def add_domain(tenant: Tenant, host: str, *, actor: Actor) -> Domain:
     """Claim `host` for the shop, unverified, with a fresh verification token."""
     if not custom_domain_allowed(tenant):
-        raise DomainError(_("Your plan does not include custom domains. Upgrade to use your "
-                            "own domain."), field="host")
+        raise DomainError(_l("Your plan does not include custom domains. Upgrade to use your "
+                             "own domain."), field="host")
     host = check_new_domain(host)
     existing = db.session.scalar(select(Domain).where(Domain.host == host))
     if existing is not None:
@@ -142,15 +143,15 @@ def add_domain(tenant: Tenant, host: str, *, actor: Actor) -> Domain:
                  and _aware(existing.created_at) < datetime.now(UTC) - STALE_CLAIM)
         if not stale:
             if existing.tenant_id == tenant.id:
-                raise Conflict(_("Your shop already has this domain."), field="host")
-            raise Conflict(_("This domain is already used by another shop."), field="host")
+                raise Conflict(_l("Your shop already has this domain."), field="host")
+            raise Conflict(_l("This domain is already used by another shop."), field="host")
         db.session.delete(existing)  # an old unproven claim: the real owner may take it
         db.session.flush()
     count = db.session.scalar(select(func.count()).select_from(Domain).where(
         Domain.tenant_id == tenant.id, Domain.kind == "custom"))
     if count >= MAX_CUSTOM_DOMAINS:
-        raise DomainError(_("A shop may have at most %(n)d domains of its own.",
-                            n=MAX_CUSTOM_DOMAINS), field="host")
+        raise DomainError(_l("A shop may have at most %(n)d domains of its own.",
+                             n=MAX_CUSTOM_DOMAINS), field="host")
     domain = Domain(host=host, tenant_id=tenant.id, kind="custom", verified=False,
                     verification_token=secrets.token_hex(16))
     db.session.add(domain)
@@ -158,7 +159,7 @@ def add_domain(tenant: Tenant, host: str, *, actor: Actor) -> Domain:
         with db.session.begin_nested():
             db.session.flush()
     except IntegrityError:
-        raise Conflict(_("This domain is already used by another shop."), field="host") from None
+        raise Conflict(_l("This domain is already used by another shop."), field="host") from None
     record(actor, "domain.added", tenant_id=tenant.id, target=host)
     return domain
 
@@ -170,9 +171,9 @@ def verify_domain(domain: Domain, *, actor: Actor) -> Domain:
     wanted = challenge_value(domain)
     values = txt_records(challenge_name(domain))
     if wanted not in (value.strip() for value in values):
-        raise DomainError(_("The TXT record %(name)s with the value %(value)s was not found. "
-                            "DNS changes can take a while to show; try again later.",
-                            name=challenge_name(domain), value=wanted))
+        raise DomainError(_l("The TXT record %(name)s with the value %(value)s was not found. "
+                             "DNS changes can take a while to show; try again later.",
+                             name=challenge_name(domain), value=wanted))
     domain.verified = True
     domain.verified_at = datetime.now(UTC)
     db.session.flush()
@@ -183,7 +184,7 @@ def verify_domain(domain: Domain, *, actor: Actor) -> Domain:
 def remove_domain(domain: Domain, *, actor: Actor) -> None:
     """Stop serving the shop on this domain (its platform subdomain stays)."""
     if domain.kind != "custom":
-        raise DomainError(_("The shop's platform address cannot be removed."))
+        raise DomainError(_l("The shop's platform address cannot be removed."))
     host, tenant_id = domain.host, domain.tenant_id
     db.session.delete(domain)
     db.session.flush()
@@ -211,14 +212,14 @@ def _dnspython_txt(name: str) -> list[str]:
         import dns.exception
         import dns.resolver
     except ImportError:
-        raise DnsUnavailable(_("DNS lookup is unavailable on this server (dnspython is not "
-                               "installed); ask the platform to verify the domain.")) from None
+        raise DnsUnavailable(_l("DNS lookup is unavailable on this server (dnspython is not "
+                                "installed); ask the platform to verify the domain.")) from None
     try:
         answer = dns.resolver.resolve(name, "TXT", lifetime=DNS_TIMEOUT)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return []
     except dns.exception.DNSException:
-        raise DnsUnavailable(_("The DNS lookup failed; try again in a minute.")) from None
+        raise DnsUnavailable(_l("The DNS lookup failed; try again in a minute.")) from None
     values = []
     for record_ in answer:
         values.append(b"".join(record_.strings).decode("utf-8", "replace"))

@@ -114,6 +114,14 @@ class HostResolver:
                 self._cache[host] = tenant_id
         return tenant_id
 
+    def peek(self, host: str) -> int | None:
+        """The shop id cached for `host`, without reading the database: None when there is
+        none (an unknown host, or not asked within the TTL)."""
+        if self._cache is None:
+            return None
+        with self._lock:
+            return self._cache.get(host)
+
     def forget(self) -> None:
         """Drop every cached answer (after a shop or a domain changed in this process)."""
         if self._cache is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from ..catalog.service import stock_new_shop
@@ -34,14 +35,15 @@ def check_slug(slug: str) -> str:
     slug = (slug or "").strip().lower()
     if not SLUG_PATTERN.fullmatch(slug):
         raise DomainError(
-            "The shop address must be 3 to 32 characters: lower-case letters, digits and "
-            "hyphens, not starting or ending with a hyphen.",
+            _l("The shop address must be 3 to 32 characters: lower-case letters, digits and "
+               "hyphens, not starting or ending with a hyphen."),
             field="slug",
         )
     if "--" in slug:
-        raise DomainError("The shop address must not contain two hyphens in a row.", field="slug")
+        raise DomainError(_l("The shop address must not contain two hyphens in a row."),
+                          field="slug")
     if slug in RESERVED_SLUGS:
-        raise DomainError(f"The shop address '{slug}' is reserved.", field="slug")
+        raise DomainError(_l("The shop address '%(slug)s' is reserved.", slug=slug), field="slug")
     return slug
 
 
@@ -72,9 +74,9 @@ def create_tenant(
     slug = check_slug(slug)
     name = (name or "").strip()
     if not name or len(name) > 120:
-        raise DomainError("The shop name must be 1 to 120 characters.", field="name")
+        raise DomainError(_l("The shop name must be 1 to 120 characters."), field="name")
     if not slug_available(slug):
-        raise Conflict(f"The shop address '{slug}' is taken.", field="slug")
+        raise Conflict(_l("The shop address '%(slug)s' is taken.", slug=slug), field="slug")
     tenant = Tenant(slug=slug, name=name, theme=theme, locale=locale, settings={},
                     currency=current_app.config["CURRENCY"])
     tenant.domains.append(Domain(host=subdomain_host(slug), kind="subdomain", verified=True))
@@ -94,7 +96,7 @@ def create_tenant(
 def get_tenant(slug: str) -> Tenant:
     tenant = db.session.scalar(select(Tenant).where(Tenant.slug == (slug or "").strip().lower()))
     if tenant is None:
-        raise NotFound(f"No shop with the address '{slug}'.")
+        raise NotFound(_l("No shop with the address '%(slug)s'.", slug=slug))
     return tenant
 
 
@@ -117,13 +119,13 @@ def _set_status(tenant: Tenant, status: str, reason: str = "") -> Tenant:
 def suspend_tenant(tenant: Tenant) -> Tenant:
     """Close the shop to buyers (503); its data and its console stay."""
     if tenant.status == "suspended":
-        raise Conflict(f"The shop '{tenant.slug}' is already suspended.")
+        raise Conflict(_l("The shop '%(slug)s' is already suspended.", slug=tenant.slug))
     return _set_status(tenant, "suspended", "manual")
 
 
 def resume_tenant(tenant: Tenant) -> Tenant:
     if tenant.status == "active":
-        raise Conflict(f"The shop '{tenant.slug}' is already active.")
+        raise Conflict(_l("The shop '%(slug)s' is already active.", slug=tenant.slug))
     return _set_status(tenant, "active")
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, SelectChoice, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -39,13 +41,13 @@ class EventsField(SelectMultipleField):
 
 
 class EndpointForm(Form):
-    url = StringField("URL", validators=[DataRequired(), Length(max=500)])
-    events = EventsField("Events", choices=[SelectChoice(event, label)
+    url = StringField(_l("URL"), validators=[DataRequired(), Length(max=500)])
+    events = EventsField(_l("Events"), choices=[SelectChoice(event, label)
                                             for event, label in WEBHOOK_EVENTS.items()])
 
 
 class EndpointEditForm(EndpointForm):
-    active = BooleanField("On: send events to this URL")
+    active = BooleanField(_l("On: send events to this URL"))
 
 
 @bp.context_processor
@@ -146,7 +148,7 @@ def endpoint_detail(endpoint_id: int):
                target=endpoint.url, fields=changed, events=endpoint.events,
                active=endpoint.active)
     db.session.commit()
-    flash("Webhook endpoint saved." if changed else "Nothing changed.")
+    flash(_("Webhook endpoint saved.") if changed else _("Nothing changed."))
     return redirect(url_for(".endpoint_detail", endpoint_id=endpoint.id))
 
 
@@ -170,7 +172,7 @@ def endpoint_delete(endpoint_id: int):
     webhooks.delete_endpoint(endpoint)
     record(staff_actor(), "webhook.endpoint_deleted", tenant_id=current_tenant().id, target=url)
     db.session.commit()
-    flash(f"Webhook endpoint {url} deleted, with its deliveries.")
+    flash(_("Webhook endpoint %(url)s deleted, with its deliveries.", url=url))
     return redirect(url_for(".endpoint_list"))
 
 
@@ -179,14 +181,18 @@ def _flash_outcome(delivery_pk: int, what: str) -> None:
     db.session.rollback()
     delivery = db.session.get(WebhookDelivery, delivery_pk, populate_existing=True)
     if delivery is None or (delivery.status == "pending" and not delivery.attempts):
-        flash(f"{what} queued; it is sent within a few seconds.")
+        flash(_("%(what)s queued; it is sent within a few seconds.", what=what))
     elif delivery.status == "delivered":
-        flash(f"{what} delivered (HTTP {delivery.response_status}).")
+        flash(_("%(what)s delivered (HTTP %(response_status)s).",
+                what=what, response_status=delivery.response_status))
     else:
         answer = (f"HTTP {delivery.response_status}" if delivery.response_status
                   else delivery.response_body[:200])
-        retry = (" It is retried with backoff." if delivery.status == "pending" else "")
-        flash(f"{what} was not accepted: {answer}.{retry}", "error")
+        if delivery.status == "pending":
+            flash(_("%(what)s was not accepted: %(answer)s. It is retried with backoff.",
+                    what=what, answer=answer), "error")
+        else:
+            flash(_("%(what)s was not accepted: %(answer)s.", what=what, answer=answer), "error")
 
 
 @bp.post("/webhooks/<int:endpoint_id>/test")
@@ -204,7 +210,7 @@ def endpoint_test(endpoint_id: int):
            delivery=delivery.delivery_id)
     db.session.commit()
     webhooks.send_queued()
-    _flash_outcome(delivery.id, "The test event")
+    _flash_outcome(delivery.id, _("The test event"))
     return redirect(url_for(".endpoint_detail", endpoint_id=endpoint_id))
 
 
@@ -231,11 +237,11 @@ def delivery_resend(delivery_id: int):
             if request.form.get("back") == "delivery"
             else url_for(".endpoint_detail", endpoint_id=delivery.endpoint_id))
     if delivery.status == "pending" and not delivery.attempts:
-        flash("This delivery is being sent already.", "error")
+        flash(_("This delivery is being sent already."), "error")
         return redirect(back)
     endpoint = _endpoint_or_404(delivery.endpoint_id)
     if not endpoint.active:
-        flash("Turn the endpoint on to re-send its deliveries.", "error")
+        flash(_("Turn the endpoint on to re-send its deliveries."), "error")
         return redirect(back)
     record(staff_actor(), "webhook.resent", tenant_id=delivery.tenant_id, target=endpoint.url,
            delivery=delivery.delivery_id, previous_status=delivery.status,
@@ -243,5 +249,5 @@ def delivery_resend(delivery_id: int):
     webhooks.resend(delivery)
     db.session.commit()
     webhooks.send_queued()
-    _flash_outcome(delivery.id, f"Delivery {delivery.delivery_id}")
+    _flash_outcome(delivery.id, _("Delivery %(id)s", id=delivery.delivery_id))
     return redirect(back)

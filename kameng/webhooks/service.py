@@ -53,6 +53,7 @@ import uuid
 from datetime import UTC, datetime
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select
 
 from ..errors import DomainError
@@ -127,7 +128,7 @@ def check_endpoint_url(url: str) -> str:
     called (where safe_request checks again, against a changed DNS answer)."""
     url = (url or "").strip()
     if len(url) > 500:
-        raise UnsafeURL("The URL is too long (500 characters at most).", field="url")
+        raise UnsafeURL(_l("The URL is too long (500 characters at most)."), field="url")
     _scheme, host, port, _path = check_url(url)
     try:
         literal = ipaddress.ip_address(host)
@@ -135,20 +136,21 @@ def check_endpoint_url(url: str) -> str:
         literal = None
     if literal is not None:
         if not address_allowed(str(literal)):
-            raise UnsafeURL(f"{host} is an address inside the network; webhooks cannot be sent "
-                            "there.", field="url")
+            raise UnsafeURL(_l("%(host)s is an address inside the network; webhooks cannot be sent "
+                               "there.", host=host), field="url")
         return url
     try:
         resolve(host, port)
     except UpstreamError:
-        raise UnsafeURL(f"The host name {host} does not resolve.", field="url") from None
+        raise UnsafeURL(_l("The host name %(host)s does not resolve.",
+                           host=host), field="url") from None
     return url
 
 
 def _events(events) -> list[str]:
     chosen = [e for e in WEBHOOK_EVENTS if e in set(events or ())]
     if not chosen:
-        raise DomainError("Choose at least one event.", field="events")
+        raise DomainError(_l("Choose at least one event."), field="events")
     return chosen
 
 
@@ -161,7 +163,8 @@ def create_endpoint(tenant_id: int, *, url: str, events) -> tuple[WebhookEndpoin
     """A new active endpoint and its signing secret (in clear: show it once, then forget it)."""
     with tenant_scope(tenant_id):
         if len(list_endpoints()) >= MAX_ENDPOINTS:
-            raise DomainError(f"A shop can have {MAX_ENDPOINTS} webhook endpoints at most.")
+            raise DomainError(_l("A shop can have %(max_endpoints)s webhook endpoints at most.",
+                                 max_endpoints=MAX_ENDPOINTS))
         secret = new_secret()
         endpoint = WebhookEndpoint(tenant_id=tenant_id, url=check_endpoint_url(url),
                                    events=_events(events), active=True,
@@ -234,7 +237,7 @@ def send_test(endpoint: WebhookEndpoint, currency: str) -> WebhookDelivery:
     """A delivery of a made-up paid order ("test": true) to one active endpoint, whatever
     events it is subscribed to."""
     if not endpoint.active:
-        raise DomainError("Turn the endpoint on to send it a test event.")
+        raise DomainError(_l("Turn the endpoint on to send it a test event."))
     data = {"test": True, "order": "TEST-000000", "status": "paid", "kind": "purchase",
             "email": "buyer@example.com", "total": 1000, "amount_due": 1000,
             "currency": currency, "lines": [{"title": "Test product", "qty": 1,

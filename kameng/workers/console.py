@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
@@ -273,14 +275,14 @@ def requeue(job_id: str):
     try:
         requeued = requeue_failed(_redis(), job_id)
     except (RedisUnavailable, RedisError) as error:
-        flash(f"Nothing was requeued. {_problem(error)}", "error")
+        flash(_("Nothing was requeued. %(error)s", error=_problem(error)), "error")
         return redirect(url_for(".failed"))
     if not requeued:
-        flash(f"Job {job_id} is not among the failed jobs any more.", "error")
+        flash(_("Job %(job_id)s is not among the failed jobs any more.", job_id=job_id), "error")
         return redirect(url_for(".failed"))
     record(platform_actor(), "queue.requeue", tenant_id=None, target=job_id)
     db.session.commit()
-    flash(f"Job {job_id} is back on its queue.")
+    flash(_("Job %(job_id)s is back on its queue.", job_id=job_id))
     return redirect(url_for(".failed"))
 
 
@@ -302,10 +304,10 @@ def requeue_all():
         record(actor, "queue.requeue", tenant_id=None, target=job_id)
     db.session.commit()
     if requeued:
-        flash(f"{len(requeued)} failed job{'' if len(requeued) == 1 else 's'} put back on "
-              "their queues.")
+        flash(ngettext("%(num)d failed job put back on their queues.",
+                       "%(num)d failed jobs put back on their queues.", len(requeued)))
     elif problem is None:
-        flash("There were no failed jobs to requeue.")
+        flash(_("There were no failed jobs to requeue."))
     if problem is not None:
-        flash(f"Not every failed job was requeued. {problem}", "error")
+        flash(_("Not every failed job was requeued. %(problem)s", problem=problem), "error")
     return redirect(url_for(".failed"))

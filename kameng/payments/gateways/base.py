@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from flask_babel import gettext as _
+
 from ...errors import DomainError
 
 
@@ -113,4 +115,4 @@ class Gateway:
 
     def test_connection(self) -> str:
         """Check the credentials against the gateway; a message for the shop, or GatewayError."""
-        return "Credentials saved (this gateway cannot be checked online)."
+        return _("Credentials saved (this gateway cannot be checked online).")

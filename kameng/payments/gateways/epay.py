@@ -29,6 +29,7 @@ from http.client import HTTPException
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from flask import current_app, has_request_context
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ...extensions import db
@@ -112,14 +113,14 @@ class EpayGateway(Gateway):
     name = "epay"
     label = "EPay (易支付)"
     credential_fields = (
-        CredentialField("gateway_url", "Gateway URL (https://…)", secret=False),
-        CredentialField("pid", "Merchant ID (pid)", secret=False),
-        CredentialField("key", "Merchant key"),
-        CredentialField("type", "Payment type (alipay, wxpay, qqpay…; default alipay)",
+        CredentialField("gateway_url", _l("Gateway URL (https://…)"), secret=False),
+        CredentialField("pid", _l("Merchant ID (pid)"), secret=False),
+        CredentialField("key", _l("Merchant key")),
+        CredentialField("type", _l("Payment type (alipay, wxpay, qqpay…; default alipay)"),
                         secret=False, required=False),
-        CredentialField("mode", "Mode: redirect (submit.php, default) or mapi", secret=False,
+        CredentialField("mode", _l("Mode: redirect (submit.php, default) or mapi"), secret=False,
                         required=False),
-        CredentialField("verify_by_query", "Confirm every notification with a query (yes/no)",
+        CredentialField("verify_by_query", _l("Confirm every notification with a query (yes/no)"),
                         secret=False, required=False),
     )
     timeout = 5.0  # seconds for each call to the EPay server (connect, and the whole answer)
@@ -133,7 +134,7 @@ class EpayGateway(Gateway):
         self.base_url()
         self.pay_type  # noqa: B018 - raises for an unknown payment type
         if self._setting("mode").lower() not in ("", "redirect", "mapi"):
-            raise GatewayError("Mode is either redirect or mapi.")
+            raise GatewayError(_l("Mode is either redirect or mapi."))
 
     def _setting(self, name: str) -> str:
         return str(self.credentials.get(name) or "").strip()
@@ -141,13 +142,16 @@ class EpayGateway(Gateway):
     def _configured(self, *names: str) -> None:
         missing = [n for n in names if not self._setting(n)]
         if missing:
-            raise GatewayError(f"{self.label} is not configured ({', '.join(missing)}).")
+            raise GatewayError(_l("%(label)s is not configured (%(missing)s).",
+                                  label=self.label, missing=', '.join(missing)))
 
     @property
     def pay_type(self) -> str:
         chosen = self._setting("type").lower() or "alipay"
         if not PAY_TYPE.fullmatch(chosen):
-            raise GatewayError(f"'{chosen}' is not an EPay payment type (alipay, wxpay, qqpay…).")
+            raise GatewayError(_l("'%(chosen)s' is not an EPay payment type "
+                                  "(alipay, wxpay, qqpay…).",
+                                  chosen=chosen))
         return chosen
 
     @property
@@ -163,14 +167,14 @@ class EpayGateway(Gateway):
             host = parts.hostname or ""
             parts.port  # noqa: B018 - a malformed port raises here
         except ValueError:
-            raise GatewayError("The EPay gateway URL is not a valid URL.") from None
+            raise GatewayError(_l("The EPay gateway URL is not a valid URL.")) from None
         local = (parts.scheme == "http" and host in LOOPBACK
                  and current_app.config["KAMENG_ENV"] in ("development", "testing"))
         if not host or not (parts.scheme == "https" or local):
-            raise GatewayError("The EPay gateway URL must be an https:// address.")
+            raise GatewayError(_l("The EPay gateway URL must be an https:// address."))
         if parts.username or parts.password or parts.query or parts.fragment:
-            raise GatewayError("The EPay gateway URL must be a plain address (no user, query "
-                               "or fragment).")
+            raise GatewayError(_l("The EPay gateway URL must be a plain address (no user, query "
+                                  "or fragment)."))
         path = re.sub(r"/(submit|mapi|api)\.php$", "", parts.path.rstrip("/")).rstrip("/")
         return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
@@ -204,7 +208,7 @@ class EpayGateway(Gateway):
 
         self._configured("gateway_url", "pid", "key")
         if payment.currency.upper() != CURRENCY:
-            raise GatewayError("EPay takes payments in CNY only.")
+            raise GatewayError(_l("EPay takes payments in CNY only."))
         base = self.base_url()
         shop = db.session.get(Tenant, order.tenant_id)
         params = {
@@ -227,7 +231,8 @@ class EpayGateway(Gateway):
         params = {**params, "clientip": order.ip or "127.0.0.1"}
         data = self._call(f"{base}/mapi.php", form=self.signed(params))
         if str(data.get("code")) != "1":
-            raise GatewayError(f"EPay did not create the payment: {_server_message(data)}")
+            raise GatewayError(_l("EPay did not create the payment: %(data)s",
+                                  data=_server_message(data)))
         trade_no = str(data.get("trade_no") or "")[:128] or None
         pay_url = str(data.get("payurl") or "")
         if not pay_url.startswith(("https://", "http://")):
@@ -239,7 +244,7 @@ class EpayGateway(Gateway):
             return PaymentStart(kind="qr", qr_data=qr_code, url=pay_url, external_id=trade_no)
         if pay_url:
             return PaymentStart(kind="redirect", url=pay_url, external_id=trade_no)
-        raise GatewayError("EPay answered without a pay URL or QR code.")
+        raise GatewayError(_l("EPay answered without a pay URL or QR code."))
 
     # -- notifications ----------------------------------------------------------------------
 
@@ -324,13 +329,14 @@ class EpayGateway(Gateway):
         self._configured("gateway_url", "pid", "key")
         data = self._api("order", out_trade_no=reference)
         if str(data.get("code")) != "1":
-            raise GatewayError(f"EPay did not find payment {reference}: {_server_message(data)}")
+            raise GatewayError(_l("EPay did not find payment %(reference)s: %(data)s",
+                                  reference=reference, data=_server_message(data)))
         if str(data.get("out_trade_no") or reference) != reference or \
                 str(data.get("pid") or self._setting("pid")) != self._setting("pid"):
-            raise GatewayError("EPay answered about another order or merchant.")
+            raise GatewayError(_l("EPay answered about another order or merchant."))
         trade_no = str(data.get("trade_no") or "")[:100]
         if not trade_no:
-            raise GatewayError("EPay answered without its trade number.")
+            raise GatewayError(_l("EPay answered without its trade number."))
         state = str(data.get("status"))
         status = {"1": "succeeded", "2": "refunded"}.get(state, "pending")
         return PaymentEvent(
@@ -345,7 +351,7 @@ class EpayGateway(Gateway):
         refuses (nothing was refunded then)."""
         self._configured("gateway_url", "pid", "key")
         if not 0 < amount <= payment.amount:
-            raise GatewayError("The refund must be more than 0 and at most the amount paid.")
+            raise GatewayError(_l("The refund must be more than 0 and at most the amount paid."))
         target = {"trade_no": payment.external_id} if payment.external_id \
             else {"out_trade_no": payment.reference}
         data = self._call(f"{self.base_url()}/api.php?act=refund", form={
@@ -353,7 +359,7 @@ class EpayGateway(Gateway):
             "money": decimal_string(amount, CURRENCY),
         })
         if str(data.get("code")) != "1":
-            raise GatewayError(f"EPay refused the refund: {_server_message(data)}")
+            raise GatewayError(_l("EPay refused the refund: %(data)s", data=_server_message(data)))
 
     def test_connection(self) -> str:
         """Query a made-up order: a server that accepts the merchant id and key answers
@@ -366,8 +372,9 @@ class EpayGateway(Gateway):
         if code == "1" or (code == "-1" and not CREDENTIALS_REFUSED.search(message)):
             return (f"Connected: the EPay server accepted merchant {self._setting('pid')} and "
                     f"its key (asked about a made-up order, it answered “{message}”).")
-        raise GatewayError(f"The EPay server refused merchant {self._setting('pid')} or its key "
-                           f"(code {code[:8]}): {message}")
+        raise GatewayError(_l("The EPay server refused merchant %(setting)s or its key "
+                              "(code %(code)s): %(message)s",
+                              setting=self._setting('pid'), code=code[:8], message=message))
 
     def _api(self, act: str, **params: str) -> dict:
         query = {"act": act, "pid": self._setting("pid"), "key": self._setting("key"), **params}
@@ -398,21 +405,24 @@ class EpayGateway(Gateway):
         except urllib.error.HTTPError as error:
             error.close()
             if 300 <= error.code < 400:
-                raise GatewayError(f"{where} answered with a redirect (HTTP {error.code}); "
-                                   "check the gateway URL.") from None
-            raise GatewayError(f"{where} answered HTTP {error.code}.") from None
+                raise GatewayError(_l("%(where)s answered with a redirect (HTTP %(code)s); "
+                                      "check the gateway URL.",
+                                      where=where, code=error.code)) from None
+            raise GatewayError(_l("%(where)s answered HTTP %(code)s.",
+                                  where=where, code=error.code)) from None
         except (urllib.error.URLError, HTTPException, OSError) as error:
             reason = getattr(error, "reason", error)
             if isinstance(reason, TimeoutError):
                 raise GatewayError(f"{where} did not answer within {self.timeout:g} s.") from None
-            raise GatewayError(f"{where} could not be reached ({reason or 'no answer'})."
-                               ) from None
+            raise GatewayError(_l("%(where)s could not be reached (%(reason)s).", where=where,
+                                  reason=reason or _l("no answer"))) from None
         if len(body) > MAX_BODY:
-            raise GatewayError(f"{where} sent an answer larger than {MAX_BODY} bytes.")
+            raise GatewayError(_l("%(where)s sent an answer larger than %(max_body)s bytes.",
+                                  where=where, max_body=MAX_BODY))
         try:
             answer = json.loads(body.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError):
-            raise GatewayError(f"{where} did not answer with JSON.") from None
+            raise GatewayError(_l("%(where)s did not answer with JSON.", where=where)) from None
         if not isinstance(answer, dict):
-            raise GatewayError(f"{where} did not answer with a JSON object.")
+            raise GatewayError(_l("%(where)s did not answer with a JSON object.", where=where))
         return answer

@@ -14,6 +14,8 @@ import secrets
 import time
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from .base import CredentialField, Gateway, InvalidNotification, PaymentEvent, PaymentStart
 
@@ -22,8 +24,8 @@ SIGNATURE_HEADER = "X-Sandbox-Signature"  # "t=<unix time>,v1=<hex hmac of 't.<b
 
 class SandboxGateway(Gateway):
     name = "sandbox"
-    label = "Sandbox (test payments)"
-    credential_fields = (CredentialField("secret", "Signing secret"),)
+    label = _l("Sandbox (test payments)")
+    credential_fields = (CredentialField("secret", _l("Signing secret")),)
 
     def start(self, order, payment, urls) -> PaymentStart:
         from flask import url_for
@@ -79,4 +81,4 @@ class SandboxGateway(Gateway):
 
     def test_connection(self) -> str:
         self.require("secret")
-        return "The sandbox is ready: payments are simulated."
+        return _("The sandbox is ready: payments are simulated.")

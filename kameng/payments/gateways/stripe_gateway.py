@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import stripe
 from flask import current_app, has_request_context, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from ...money import minor_digits
 from ...tenants.hosts import normalize_host, public_url
@@ -87,8 +89,8 @@ def stripe_digits(currency: str) -> int:
 def check_currency(currency: str) -> None:
     """Refuse a currency whose Stripe unit is not Kameng's minor unit."""
     if stripe_digits(currency) != minor_digits(currency):
-        raise GatewayError(f"Stripe cannot take payments in {currency.upper()} in this shop; "
-                           "choose another payment method.")
+        raise GatewayError(_l("Stripe cannot take payments in %(upper)s in this shop; "
+                              "choose another payment method.", upper=currency.upper()))
 
 
 def payment_method_types(currency: str, configured: str = "") -> list[str]:
@@ -161,12 +163,13 @@ class StripeGateway(Gateway):
     name = "stripe"
     label = "Stripe"
     credential_fields = (
-        CredentialField("secret_key", "Secret key (sk_…)"),
-        CredentialField("webhook_secret", "Webhook signing secret (whsec_…)"),
-        CredentialField("publishable_key", "Publishable key (pk_…)", secret=False,
+        CredentialField("secret_key", _l("Secret key (sk_…)")),
+        CredentialField("webhook_secret", _l("Webhook signing secret (whsec_…)")),
+        CredentialField("publishable_key", _l("Publishable key (pk_…)"), secret=False,
                         required=False),
-        CredentialField("payment_methods", "Payment methods (blank: card, alipay and wechat_pay "
-                        "where the currency allows)", secret=False, required=False),
+        CredentialField("payment_methods",
+                        _l("Payment methods (blank: card, alipay and wechat_pay "
+                           "where the currency allows)"), secret=False, required=False),
     )
 
     # -- the API -------------------------------------------------------------------------------
@@ -233,7 +236,7 @@ class StripeGateway(Gateway):
         except stripe.StripeError as error:
             raise _failure("start the payment", error) from None
         if not session.get("url") or not session.get("id"):
-            raise GatewayError("Stripe did not return a payment page; please try again.")
+            raise GatewayError(_l("Stripe did not return a payment page; please try again."))
         return PaymentStart(kind="redirect", url=session["url"], external_id=session["id"])
 
     def query(self, payment) -> PaymentEvent | None:
@@ -257,7 +260,7 @@ class StripeGateway(Gateway):
         """Refund `amount` of the session's PaymentIntent (once: the key is per payment and
         amount, so a retried refund cannot pay back twice)."""
         if not payment.external_id:
-            raise GatewayError("This payment has no Stripe Checkout Session to refund.")
+            raise GatewayError(_l("This payment has no Stripe Checkout Session to refund."))
         try:
             with self._client() as client:
                 session = client.v1.checkout.sessions.retrieve(payment.external_id).to_dict()
@@ -265,7 +268,7 @@ class StripeGateway(Gateway):
                 if isinstance(intent, dict):
                     intent = intent.get("id")
                 if not intent:
-                    raise GatewayError("Stripe holds no payment for this order to refund.")
+                    raise GatewayError(_l("Stripe holds no payment for this order to refund."))
                 refund = client.v1.refunds.create(
                     {"payment_intent": intent, "amount": amount,
                      "metadata": {REFERENCE_KEY: payment.reference,
@@ -275,23 +278,23 @@ class StripeGateway(Gateway):
         except stripe.StripeError as error:
             raise _failure("refund the payment", error) from None
         if refund.get("status") in ("failed", "canceled"):
-            raise GatewayError(f"Stripe could not refund the payment (refund {refund.get('id')} "
-                               f"{refund.get('status')}).")
+            raise GatewayError(_l("Stripe could not refund the payment (refund %(id)s "
+                                  "%(status)s).", id=refund.get('id'), status=refund.get('status')))
 
     def test_connection(self) -> str:
         self.require("secret_key", "webhook_secret")
         if self.credentials["secret_key"].startswith("pk_"):
-            raise GatewayError("That is the publishable key: paste the secret key (sk_…).")
+            raise GatewayError(_l("That is the publishable key: paste the secret key (sk_…)."))
         if not self.credentials["webhook_secret"].startswith("whsec_"):
-            raise GatewayError("The webhook signing secret starts with whsec_: copy it from the "
-                               "webhook endpoint in the Stripe dashboard.")
+            raise GatewayError(_l("The webhook signing secret starts with whsec_: copy it from the "
+                                  "webhook endpoint in the Stripe dashboard."))
         try:
             with self._client() as client:
                 balance = client.v1.balance.retrieve().to_dict()
         except stripe.StripeError as error:
             raise _failure("accept the secret key", error) from None
         mode = "live" if balance.get("livemode") else "test"
-        message = f"Stripe accepted the secret key ({mode} mode)."
+        message = _("Stripe accepted the secret key (%(mode)s mode).", mode=mode)
         return f"{message} Send the events {', '.join(HANDLED_EVENTS)}{self._notify_target()}."
 
     def _notify_target(self) -> str:
