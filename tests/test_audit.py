@@ -221,6 +221,26 @@ def domain_verified(s):
     s.owner.submit(f"/admin/domains/{domain.id}/verify", form_path="/admin/domains")
 
 
+def api_key_created(s):
+    from kameng.merchant.models import StaffUser
+
+    with s.in_app(s.shop) as session:
+        owner_id = session.scalar(select(StaffUser.id).where(StaffUser.role == "owner"))
+    page = s.owner.submit("/admin/api-keys/staff", {"owner": owner_id, "name": "audited",
+                                                    "scopes": ["catalog"]},
+                          form_path="/admin/api-keys")
+    assert page.status_code == 200, body(page)[:3000]
+
+
+def api_key_revoked(s):
+    from kameng.api.models import ApiKey
+
+    api_key_created(s)
+    with s.in_app() as session:
+        key = session.scalar(select(ApiKey.id).where(ApiKey.name == "audited"))
+    s.owner.submit(f"/admin/api-keys/{key}/revoke", form_path="/admin/api-keys")
+
+
 AUDITED = [
     ("auth.login", staff_login),
     ("auth.login_failed", staff_login_failed),
@@ -230,6 +250,8 @@ AUDITED = [
     ("auth.2fa_disabled", two_factor_disabled),
     ("auth.2fa_reset", two_factor_reset),
     ("payments.credentials_changed", credentials_changed),
+    ("api_key.created", api_key_created),
+    ("api_key.revoked", api_key_revoked),
     ("codes.export", codes_exported),
     ("codes.reveal", codes_revealed),
     ("order.refund", refunded),

@@ -585,6 +585,36 @@ def test_plan_limits_refuse_the_sixth_own_product_and_extra_staff(
     assert "allows 5 own products" in page.get_data(as_text=True)
 
 
+def test_the_api_needs_a_plan_with_api_access(create_tenant, subscribe, plans, in_app,
+                                              client_for):
+    from types import SimpleNamespace
+
+    from kameng.api import service as api_keys
+    from kameng.errors import DomainError
+    from kameng.merchant.models import StaffUser
+
+    from .test_api import error_of, signed
+
+    shop = create_tenant()
+    subscribe(shop, "small")  # no API access
+    with in_app(shop) as session:
+        owner_id = session.scalar(select(StaffUser.id))
+        with pytest.raises(DomainError, match="does not include API access"):
+            api_keys.create_staff_key(shop.id, owner_id, scopes=["catalog"])
+        session.execute(update(Subscription).values(plan_id=plans["big"]))  # API access
+        new = api_keys.create_staff_key(shop.id, owner_id, scopes=["catalog"])
+        session.commit()
+        key = SimpleNamespace(id=new.key.key_id, secret=new.secret)
+    client = client_for(shop)
+    assert signed(client, "GET", "/api/v1/key", key).status_code == 200
+    with in_app(shop) as session:  # back on a plan without it: the key stops working
+        session.execute(update(Subscription).values(plan_id=plans["small"]))
+        session.commit()
+    refused = signed(client, "GET", "/api/v1/key", key)
+    assert (refused.status_code, error_of(refused)["code"]) == (403, "forbidden")
+    assert "plan does not include API access" in error_of(refused)["message"]
+
+
 def test_a_shop_without_a_subscription_has_no_limits(create_tenant, card_product, in_app):
     shop = create_tenant()
     for n in range(7):

@@ -213,3 +213,64 @@ def test_keys_generate_prints_a_fernet_key(runner):
 
     key = _ok(runner.invoke(args=["keys", "generate"])).strip()
     Fernet(key)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process tree from /proc")
+def test_serve_stops_its_worker_and_redis_on_sigterm(tmp_path):
+    """`kill` (SIGTERM, as systemd and `docker stop` send it) stops `kameng serve` and the worker
+    and embedded Redis it started, like Ctrl-C: they once ran on as orphans."""
+    import hashlib
+    import json
+    import signal
+    import socket
+    import time
+    from pathlib import Path
+
+    import kameng
+    from kameng.config import database_url
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"sqlite:///{tmp_path}/serve.db"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(KAMENG_ENV="development", DATABASE_URL=url)
+    serve = subprocess.Popen([sys.executable, "-m", "kameng", "serve", "--port", str(port)],
+                             env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    tag = hashlib.sha256(database_url(url).encode()).hexdigest()[:10]
+    instance = Path(kameng.__file__).resolve().parent.parent / "instance"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        with open(f"/proc/{serve.pid}/task/{serve.pid}/children") as children:
+            workers = [int(pid) for pid in children.read().split()]
+        assert workers, "serve started no worker"
+        settings = json.loads((instance / f"redis-{tag}.db.settings").read_text())
+        redis = int(Path(settings["pidfile"]).read_text())
+        assert _alive(redis)
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while any(map(_alive, [*workers, redis])) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(_alive, workers)), "the worker outlived serve"
+        assert not _alive(redis), "the embedded Redis outlived serve"
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(timeout=10)
+        for leftover in instance.glob(f"redis-{tag}.db*"):
+            leftover.unlink()

@@ -89,10 +89,10 @@ def world(create_tenant, create_customer, create_staff, in_app):
         from kameng.billing import service as billing
 
         billing.ensure_default_plans()
-        billing.start_subscription(tenant, billing.plan_by_code("basic"))
+        billing.start_subscription(tenant, billing.plan_by_code("pro"))  # API access
         invoice = billing._create_invoice(
             tenant, "monthly", datetime.now(UTC).date(), datetime.now(UTC).date(),
-            [billing._subscription_line(billing.plan_by_code("basic"),
+            [billing._subscription_line(billing.plan_by_code("pro"),
                                         datetime.now(UTC).date(), datetime.now(UTC).date())],
             datetime.now(UTC))
         from kameng.api import service as api_keys
