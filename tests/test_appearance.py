@@ -26,7 +26,7 @@ GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\
 
 class FormValues(HTMLParser):
     """What a browser would send for the Appearance form (text, colours, checked boxes and
-    radios, textareas), by field name."""
+    radios, textareas, selects), by field name."""
 
     def __init__(self, form_action: str):
         super().__init__()
@@ -34,6 +34,7 @@ class FormValues(HTMLParser):
         self.inside = False
         self.values: dict[str, str] = {}
         self._textarea: str | None = None
+        self._select: str | None = None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -53,6 +54,11 @@ class FormValues(HTMLParser):
         if tag == "textarea":
             self._textarea = attrs["name"]
             self.values[self._textarea] = ""
+        if tag == "select":
+            self._select = attrs["name"]
+        if tag == "option" and self._select:  # the selected option, else the first
+            if "selected" in attrs or self._select not in self.values:
+                self.values[self._select] = attrs.get("value", "")
 
     def handle_data(self, data):
         if self._textarea:
@@ -61,6 +67,8 @@ class FormValues(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "textarea":
             self._textarea = None
+        if tag == "select":
+            self._select = None
         if tag == "form":
             self.inside = False
 
@@ -228,6 +236,18 @@ def test_shop_name_changes(console, client_for):
     shop, client = console("renamed")
     assert save(client, name="  Brand   New  ").status_code == 302
     assert "Brand New" in home(client_for, shop)
+
+
+def test_the_owner_sets_the_shops_default_language(console, client_for, in_app):
+    shop, client = console("lingo")
+    assert 'lang="en"' in home(client_for, shop)[:80]
+    assert save(client, locale="zh_CN").status_code == 302
+    assert '<html lang="zh-CN"' in home(client_for, shop)  # the cached page was dropped
+    with in_app(shop) as session:
+        assert session.get(type(shop), shop.id).locale == "zh_CN"
+    assert save(client, locale="fr").status_code == 422  # a form error (now in Chinese)
+    with in_app(shop) as session:
+        assert session.get(type(shop), shop.id).locale == "zh_CN"
 
 
 # -- images -----------------------------------------------------------------------------------

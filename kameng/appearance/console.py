@@ -55,6 +55,7 @@ def _saved_form(shop: Tenant):
     contacts = appearance.contacts(shop)
     data = {
         "name": shop.name,
+        "locale": shop.locale,
         "notice": settings.get("notice") or "",
         "links": [*links, *({"label": "", "url": ""} for _ in range(6 - len(links)))],
         **{f"contact_{key}": contacts.get(key, "") for key in appearance.CONTACT_KEYS},

@@ -13,6 +13,7 @@ from wtforms import (
     FormField,
     RadioField,
     SelectChoice,
+    SelectField,
     StringField,
     TextAreaField,
 )
@@ -20,6 +21,7 @@ from wtforms import Form as PlainForm
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from ..forms import Form
+from ..i18n import LANGUAGES
 from .service import (
     COLOR,
     LINK_LABEL_MAX,
@@ -43,6 +45,10 @@ class FooterLinkForm(PlainForm):
 
 class AppearanceForm(Form):
     name = StringField(_l("Shop name"), validators=[DataRequired(), Length(max=NAME_MAX)])
+    locale = SelectField(_l("Default language"),
+                         choices=[SelectChoice(code, name) for code, name in LANGUAGES.items()],
+                         description=_l("What buyers see until they choose a language "
+                                        "themselves, and the language of your shop's mails."))
     notice = TextAreaField(_l("Announcement"), validators=[Length(max=NOTICE_MAX)])
     links = FieldList(FormField(FooterLinkForm), min_entries=MAX_FOOTER_LINKS,
                       max_entries=MAX_FOOTER_LINKS)
@@ -63,6 +69,7 @@ class AppearanceForm(Form):
     def changes(self) -> AppearanceChanges:
         return AppearanceChanges(
             name=self.name.data or "",
+            locale=self.locale.data or "",
             settings={s.key: self[s.key].data for s in self.schema if s.type != "image"},
             notice=self.notice.data or "",
             footer_links=[(entry.form.label.data, entry.form.url.data) for entry in self.links],

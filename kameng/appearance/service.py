@@ -423,14 +423,24 @@ class AppearanceChanges:
     name: str
     settings: dict
     notice: str = ""
+    locale: str = ""  # the shop's default language ("": unchanged)
     footer_links: list[tuple[str, str]] = field(default_factory=list)
     contacts: dict = field(default_factory=dict)
+
+
+def check_locale(locale: str) -> str:
+    from ..i18n import LANGUAGES
+
+    if locale and locale not in LANGUAGES:
+        raise DomainError(_l("Choose one of the languages offered."), field="locale")
+    return locale
 
 
 def check_changes(theme: str, changes: AppearanceChanges) -> dict:
     """Every value of the form, checked: the first problem raises a DomainError."""
     return {
         "name": check_shop_name(changes.name),
+        "locale": check_locale(changes.locale),
         "settings": check_settings(theme, changes.settings),
         "notice": check_notice(changes.notice),
         "footer_links": check_footer_links(changes.footer_links),
@@ -446,6 +456,9 @@ def save_appearance(tenant: Tenant, changes: AppearanceChanges) -> list[str]:
     if checked["name"] != tenant.name:
         tenant.name = checked["name"]
         changed.append("name")
+    if changes.locale and changes.locale != tenant.locale:
+        tenant.locale = changes.locale
+        changed.append("locale")
     old = dict(tenant.settings or {})
     new = dict(old)
     all_themes = dict(old.get("theme_settings") or {})
