@@ -56,9 +56,10 @@ class FormValues(HTMLParser):
             self.values[self._textarea] = ""
         if tag == "select":
             self._select = attrs["name"]
-        if tag == "option" and self._select:  # the selected option, else the first
-            if "selected" in attrs or self._select not in self.values:
-                self.values[self._select] = attrs.get("value", "")
+        # the selected option, else the first
+        if tag == "option" and self._select and (
+                "selected" in attrs or self._select not in self.values):
+            self.values[self._select] = attrs.get("value", "")
 
     def handle_data(self, data):
         if self._textarea:
