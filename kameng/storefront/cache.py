@@ -29,6 +29,14 @@ Stock is a token of its own because it changes on every checkout (a reservation 
 out of stock; expiry puts them back): a sale re-counts the stock (one or two indexed queries)
 and re-renders the page, while products and prices stay cached.
 
+Reading the tokens costs no round trip to Redis per request: each process subscribes to the
+cache's change channel, `publish()` announces the names it replaced on it (after the new
+tokens are set), and a process keeps the tokens it read until their names are announced.
+Before each use it reads what has arrived on its subscription (one non-blocking poll of the
+socket), so a change made in any process is seen by the next request in every process. While
+the subscription is not known to be live (not made yet, broken, Redis restarted) the process
+keeps no tokens and asks Redis every time.
+
 Without Redis (tests, `flask run`) the tokens live in the process: exact for one process;
 entries then also expire after TENANT_CACHE_TTL seconds so several processes without Redis
 see each other's changes within that window, as they do for host names. When Redis fails the
@@ -41,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import secrets
 import threading
 import time
@@ -78,6 +87,9 @@ REDIS_PAUSE = 10  # seconds the cache steps aside after a Redis error
 TOKEN_TTL = 24 * 3600  # an unused shop's tokens leave Redis after a day (then: a new token)
 DATA_ENTRIES = 4096  # snapshots: shop fronts, priced shelves, stock counts
 PAGE_ENTRIES = 512  # rendered pages, about 20 KB each
+RESPONSE_ENTRIES = 512  # kept answers of kameng/storefront/fast_lane.py, one per page variant
+MIRROR_ENTRIES = 100_000  # tokens kept per process (4 per shop that was visited)
+MESSAGE = (b"message", "message")
 
 # Rows whose change is a change of a shop's catalog (or, for supply rows, of every shop's).
 SHOP_MODELS = (Category, Product, LevelPrice, BulkPrice, MarkupRule, PriceLevel, ShopAsset)
@@ -122,6 +134,110 @@ class Entries:
         return len(self._items)
 
 
+class TokenMirror:
+    """The tokens this process read from Redis, kept until Redis announces a change of them.
+
+    A subscription of its own (a plain connection in subscribed mode) receives the names that
+    `publish()` replaced; `get()` first reads everything that has arrived and forgets those
+    names. The mirror holds tokens only while that subscription is live: it is emptied when
+    the subscription is made or fails, so no announcement can be missed unnoticed.
+    """
+
+    def __init__(self, channel: str):
+        self.channel = channel
+        self.tokens: dict[str, str] = {}
+        self.connection = None  # subscribed; None: not live (tokens are read from Redis)
+        self.generation = 0  # one more whenever a subscription is made or dropped
+        self.pid = 0
+        self.retry_at = 0.0
+        self.lock = threading.Lock()
+
+    def get(self, url: str, names: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The tokens of `names` as Redis holds them now, or None (ask Redis)."""
+        with self.lock:
+            if not self._live(url):
+                return None
+            found = [self.tokens.get(name) for name in names]
+            return None if None in found else tuple(found)
+
+    def put(self, names: tuple[str, ...], values: tuple[str, ...], generation: int) -> None:
+        """Keep tokens read from Redis under the subscription of `generation` (taken before
+        reading them): any announcement since is read by the next get."""
+        with self.lock:
+            if (self.connection is None or self.generation != generation
+                    or self.pid != os.getpid()):
+                return
+            if len(self.tokens) > MIRROR_ENTRIES:
+                self.tokens.clear()
+            self.tokens.update(zip(names, values, strict=True))
+
+    def forget(self, names: Iterable[str] | None = None) -> None:
+        with self.lock:
+            if names is None:
+                self.tokens.clear()
+            for name in names or ():
+                self.tokens.pop(name, None)
+
+    def close(self) -> None:
+        with self.lock:
+            self._drop()
+
+    def _live(self, url: str) -> bool:
+        if self.pid != os.getpid():  # a forked process shares no subscription with its parent
+            self.connection, self.pid = None, os.getpid()
+            self.tokens.clear()
+        if self.connection is not None and not self.connection.is_connected:
+            self._drop()  # closed under us: never let it reconnect unsubscribed
+        if self.connection is None and not self._subscribe(url):
+            return False
+        try:
+            while self.connection.can_read(timeout=0):
+                reply = self.connection.read_response()
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] in MESSAGE:
+                    data = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
+                    for name in data.split():
+                        self.tokens.pop(name, None)
+                else:  # anything unexpected: trust nothing kept so far
+                    self.tokens.clear()
+        except (RedisError, OSError, ValueError) as error:
+            log.warning("storefront cache: change subscription lost (%s)", error)
+            self._drop()
+            return False
+        return True
+
+    def _subscribe(self, url: str) -> bool:
+        if time.monotonic() < self.retry_at:
+            return False
+        self.retry_at = time.monotonic() + 1.0
+        # RESP2: messages arrive as plain replies on this connection (RESP3 would hand them to
+        # push handlers instead).
+        connection = Redis.from_url(url, protocol=2, socket_timeout=0.5,
+                                    socket_connect_timeout=0.5).connection_pool.make_connection()
+        try:
+            connection.connect()
+            connection.send_command("SUBSCRIBE", self.channel)
+            reply = connection.read_response()
+            if not (isinstance(reply, list) and reply[0] in (b"subscribe", "subscribe")):
+                raise RedisError(f"unexpected answer to SUBSCRIBE: {reply!r}")
+        except (RedisError, OSError) as error:
+            log.warning("storefront cache: cannot subscribe to changes (%s)", error)
+            with suppress(Exception):
+                connection.disconnect()
+            return False
+        self.connection, self.pid = connection, os.getpid()
+        self.generation += 1
+        self.tokens.clear()  # only tokens read from now on are covered by the subscription
+        return True
+
+    def _drop(self) -> None:
+        if self.connection is not None:
+            with suppress(Exception):
+                self.connection.disconnect()
+        self.connection = None
+        self.generation += 1
+        self.tokens.clear()
+
+
 class StorefrontCache:
     """One app's cache: its entries, its tokens without Redis, its Redis client."""
 
@@ -130,15 +246,19 @@ class StorefrontCache:
         self.prefix = f"kameng:{hashlib.sha256(database_uri.encode()).hexdigest()[:10]}:front"
         self.data = Entries(DATA_ENTRIES)
         self.pages = Entries(PAGE_ENTRIES)
+        self.responses = Entries(RESPONSE_ENTRIES)  # whole answers of the fast lane
         self.local: dict[str, str] = {}
         self.local_lock = threading.Lock()
         self.redis: Redis | None = None
         self.redis_url: str | None = None
         self.redis_paused_until = 0.0
+        self.mirror = TokenMirror(f"{self.prefix}:changes")
 
     def clear(self) -> None:
         self.data.clear()
         self.pages.clear()
+        self.responses.clear()
+        self.mirror.forget()
         with self.local_lock:
             self.local.clear()
 
@@ -148,12 +268,18 @@ class StorefrontCache:
             self.redis = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5,
                                         health_check_interval=30)
             self.redis_url = url
+            self.mirror.close()
         return self.redis
 
 
 def init_app(app: Flask) -> None:
     app.extensions["kameng.storefront_cache"] = StorefrontCache(
         str(app.config.get("SQLALCHEMY_DATABASE_URI", "")))
+
+
+def responses(app: Flask) -> Entries:
+    """The fast lane's kept answers (kameng/storefront/fast_lane.py)."""
+    return _cache(app).responses
 
 
 def _cache(app: Flask | None = None) -> StorefrontCache:
@@ -170,8 +296,8 @@ def clear(app: Flask | None = None) -> None:
     _cache(app).clear()
 
 
-def _enabled() -> bool:
-    return current_app.config.get("STOREFRONT_CACHE_SECONDS", 300) > 0
+def _enabled(app: Flask | None = None) -> bool:
+    return (app or current_app).config.get("STOREFRONT_CACHE_SECONDS", 300) > 0
 
 
 def lifetime() -> float:
@@ -194,9 +320,12 @@ def _new_token() -> str:
     return secrets.token_hex(8)
 
 
-def versions(tenant_id: int) -> tuple[str, str, str, str] | None:
+def versions(tenant_id: int, app: Flask | None = None) -> tuple[str, str, str, str] | None:
     """The shop's tokens (shop, stock, platform, platform stock), read once per request;
-    None when the cache is off or Redis is failing (then nothing may be cached)."""
+    None when the cache is off or Redis is failing (then nothing may be cached). `app`: read
+    outside a request (kameng/storefront/fast_lane.py)."""
+    if app is not None:
+        return _read_tokens(_names(tenant_id), app) if _enabled(app) else None
     memo = g.get(_MEMO) if has_request_context() else None
     if memo is not None and tenant_id in memo:
         return memo[tenant_id]
@@ -208,9 +337,10 @@ def versions(tenant_id: int) -> tuple[str, str, str, str] | None:
     return found
 
 
-def _read_tokens(names: tuple[str, ...]) -> tuple[str, ...] | None:
-    cache = _cache()
-    url = current_app.config.get("REDIS_URL")
+def _read_tokens(names: tuple[str, ...], app: Flask | None = None) -> tuple[str, ...] | None:
+    app = app or current_app
+    cache = _cache(app)
+    url = app.config.get("REDIS_URL")
     if not url:
         with cache.local_lock:
             return tuple(cache.local.setdefault(name, _new_token()) for name in names)
@@ -219,6 +349,10 @@ def _read_tokens(names: tuple[str, ...]) -> tuple[str, ...] | None:
     keys = [f"{cache.prefix}:{name}" for name in names]
     try:
         redis = cache.client(url)
+        known = cache.mirror.get(url, names)
+        if known is not None:
+            return known
+        generation = cache.mirror.generation  # before reading: see TokenMirror.put
         values = redis.mget(keys)
         if None in values:  # never set, or expired: start it with a token nobody has used
             with redis.pipeline(transaction=False) as pipe:
@@ -229,9 +363,12 @@ def _read_tokens(names: tuple[str, ...]) -> tuple[str, ...] | None:
             values = redis.mget(keys)
     except RedisError as error:
         cache.redis_paused_until = time.monotonic() + REDIS_PAUSE
+        cache.mirror.close()
         log.warning("storefront cache: Redis unavailable (%s); reading from the database", error)
         return None
-    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
+    tokens = tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
+    cache.mirror.put(names, tokens, generation)
+    return tokens
 
 
 def publish(names: Iterable[str]) -> None:
@@ -248,10 +385,13 @@ def publish(names: Iterable[str]) -> None:
     url = current_app.config.get("REDIS_URL")
     if not url:
         return
+    cache.mirror.forget(names)
     try:
         with cache.client(url).pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.set(f"{cache.prefix}:{name}", _new_token(), ex=TOKEN_TTL)
+            # After the new tokens: a process told of the change reads them, never older ones.
+            pipe.publish(cache.mirror.channel, " ".join(names))
             pipe.execute()
     except RedisError as error:
         # Other processes keep their entries until they expire (STOREFRONT_CACHE_SECONDS).

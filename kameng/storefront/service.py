@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from flask_babel import lazy_gettext as _l
+
 from ..appearance.service import Look, look_for
 from ..catalog import service as catalog
 from ..catalog.models import Category, PriceLevel, Product
@@ -316,7 +318,7 @@ def active_category(front: ShopFront, category_id: int) -> CategoryCard:
     for category in front.categories:
         if category.id == category_id:
             return category
-    raise NotFound("No such category.")
+    raise NotFound(_l("No such category."))
 
 
 def category_items(items: list[ShelfItem], category: CategoryCard) -> list[ShelfItem]:
@@ -340,7 +342,7 @@ def shelf_product(product_id: int, categories: list[Category]) -> Product:
     """A product buyers may see (inactive, hidden or another shop's: not found)."""
     product = catalog.get_product(product_id)
     if not _on_shelf(product, {c.id for c in categories}):
-        raise NotFound("No such product.")
+        raise NotFound(_l("No such product."))
     return product
 
 
@@ -372,8 +374,8 @@ def product_image(product_id: int, categories: list[Category]) -> ProductImage:
     product = shelf_product(product_id, categories)
     token = image_token(product)
     if token is None:
-        raise NotFound("This product has no image.")
+        raise NotFound(_l("This product has no image."))
     source = product if product.image_type else product.supply
     if not source.image_data:  # the deferred column is read here, and only here
-        raise NotFound("This product has no image.")
+        raise NotFound(_l("This product has no image."))
     return ProductImage(data=source.image_data, content_type=source.image_type, token=token)

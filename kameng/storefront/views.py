@@ -19,7 +19,7 @@ from ..security.headers import csp_nonce, nonce_stand_in
 from ..static_files import send_versioned
 from ..tenants.hosts import current_site, current_tenant
 from ..themes import render_themed, theme_static_path
-from . import cache, service
+from . import cache, fast_lane, service
 
 bp = Blueprint("storefront", __name__)
 
@@ -129,8 +129,10 @@ def cached_page(name: tuple, render: Callable[[], str]) -> str:
             page = render()
         personal = session.modified or current_app.config.get(
             "WTF_CSRF_FIELD_NAME", "csrf_token") in g
-        if not personal:
-            cache.keep("pages", key, page)
+        if personal:
+            return page.replace(NONCE_STAND_IN, csp_nonce())
+        cache.keep("pages", key, page)
+    fast_lane.offer(front.tenant_id, tokens, page, NONCE_STAND_IN, csp_nonce())
     return page.replace(NONCE_STAND_IN, csp_nonce())
 
 
