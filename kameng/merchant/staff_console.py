@@ -14,9 +14,8 @@ from wtforms.validators import DataRequired, Length
 from ..errors import DomainError
 from ..extensions import db
 from ..forms import EmptyForm, Form
-from ..security import totp
 from ..security.auth import start_session
-from ..security.login import TwoFactorForm
+from ..security.two_factor_pages import TwoFactorPages, add_two_factor_pages
 from ..tenants.hosts import absolute_url_for, current_tenant
 from . import staff as service
 from .console import console_blueprint, guard_blueprint, read_only, staff_actor
@@ -197,66 +196,9 @@ def invite_accept(token: str):
 # -- one's own two-factor login ---------------------------------------------------------------
 
 
-def security_page(code_form: TwoFactorForm | None = None, status: int = 200):
-    account = current_user
-    secret = None if read_only() else totp.pending_secret(account)
-    uri = (totp.provisioning_uri(secret, account.email, f"Kameng · {current_tenant().name}")
-           if secret else None)
-    return render_template(
-        "merchant/security.html", account=account, secret=secret,
-        grouped=totp.grouped(secret) if secret else "",
-        qr=totp.qr_svg(uri) if uri else None, uri=uri,
-        code_form=code_form or TwoFactorForm(formdata=None), action=EmptyForm(formdata=None),
-    ), status
-
-
-@bp.get("/account/security")
-def security():
-    return security_page()
-
-
-@bp.post("/account/security/setup")
-def security_setup():
-    _confirm_button()
-    try:
-        totp.begin_setup(current_user)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
-    else:
-        db.session.commit()
-    return redirect(url_for(".security"))
-
-
-@bp.post("/account/security/confirm")
-def security_confirm():
-    form = TwoFactorForm()
-    if not form.validate_on_submit():
-        return security_page(form, 422)
-    try:
-        totp.confirm_setup(current_user, form.code.data)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
-        return security_page(form, 422)
-    service.record_security(current_user, "auth.2fa_enabled", staff_actor())
-    db.session.commit()
-    flash(_("Two-factor login is on. From now on you log in with a code from your app."))
-    return redirect(url_for(".security"))
-
-
-@bp.post("/account/security/disable")
-def security_disable():
-    form = TwoFactorForm()
-    if not form.validate_on_submit():
-        return security_page(form, 422)
-    try:
-        totp.disable(current_user, form.code.data)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
-        return security_page(form, 422)
-    service.record_security(current_user, "auth.2fa_disabled", staff_actor())
-    db.session.commit()
-    flash(_("Two-factor login is off."))
-    return redirect(url_for(".security"))
+add_two_factor_pages(bp, TwoFactorPages(
+    template="merchant/security.html",
+    issuer=lambda: f"Kameng · {current_tenant().name}",
+    audit=lambda action: service.record_security(current_user, action, staff_actor()),
+    read_only=read_only,
+))

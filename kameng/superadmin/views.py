@@ -23,12 +23,12 @@ from ..security import totp
 from ..security.auth import login_rate_limited
 from ..security.login import (
     ConsoleLogin,
-    TwoFactorForm,
     code_step_rate_limited,
     login_flow,
     logout_flow,
     two_factor_flow,
 )
+from ..security.two_factor_pages import TwoFactorPages, add_two_factor_pages
 from ..tenants import service as tenants
 from ..tenants.hosts import public_url, subdomain_host
 from ..tenants.models import Tenant
@@ -319,59 +319,9 @@ def account_reset_2fa(user_id: int):
 # -- one's own two-factor login ----------------------------------------------------------------
 
 
-def _security_page(code_form: TwoFactorForm | None = None, status: int = 200):
-    account = current_user
-    secret = totp.pending_secret(account)
-    uri = totp.provisioning_uri(secret, account.email, "Kameng platform") if secret else None
-    return render_template(
-        "superadmin/security.html", account=account, secret=secret,
-        grouped=totp.grouped(secret) if secret else "",
-        qr=totp.qr_svg(uri) if uri else None, uri=uri,
-        code_form=code_form or TwoFactorForm(formdata=None), action=EmptyForm(formdata=None),
-    ), status
-
-
-@bp.get("/account/security")
-def security():
-    return _security_page()
-
-
-@bp.post("/account/security/setup")
-def security_setup():
-    _confirm_button()
-    try:
-        totp.begin_setup(current_user)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
-    else:
-        db.session.commit()
-    return redirect(url_for(".security"))
-
-
-def _security_change(change, action: str, done: str):
-    form = TwoFactorForm()
-    if not form.validate_on_submit():
-        return _security_page(form, 422)
-    try:
-        change(current_user, form.code.data)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
-        return _security_page(form, 422)
-    record(platform_actor(), action, tenant_id=None, target=current_user.email)
-    db.session.commit()
-    flash(done)
-    return redirect(url_for(".security"))
-
-
-@bp.post("/account/security/confirm")
-def security_confirm():
-    return _security_change(totp.confirm_setup, "auth.2fa_enabled",
-                            _("Two-factor login is on. From now on you log in with a code "
-                              "from your app."))
-
-
-@bp.post("/account/security/disable")
-def security_disable():
-    return _security_change(totp.disable, "auth.2fa_disabled", _("Two-factor login is off."))
+add_two_factor_pages(bp, TwoFactorPages(
+    template="superadmin/security.html",
+    issuer=lambda: "Kameng platform",
+    audit=lambda action: record(platform_actor(), action, tenant_id=None,
+                                target=current_user.email),
+))
