@@ -113,6 +113,13 @@ class Seeder:
                                   actor=shop.owner_email, message="Here is a new code.")
             db.session.commit()
 
+    def delivery_seconds(self, shop: Shop, email: str) -> float:
+        """From the payment to the delivery of the buyer's newest order, in seconds."""
+        with self._in(shop):
+            order = db.session.scalar(select(Order).where(Order.email == email)
+                                      .order_by(Order.id.desc()).limit(1))
+            return (order.delivered_at - order.paid_at).total_seconds()
+
     def suspend(self, shop: Shop) -> None:
         """Close the shop: its buyers get the 503 "temporarily closed" page."""
         with self._in(shop) as tenant:
