@@ -131,6 +131,10 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         # the shop changes (version tokens in Redis, kameng/storefront/cache.py); this is
         # the longest any entry lives (0: no cache).
         "STOREFRONT_CACHE_SECONDS": _int(env, "STOREFRONT_CACHE_SECONDS", 300),
+        # Stock shown on shop pages may be this many seconds old: a checkout re-counts a
+        # shop's stock at most this often per process (0, as in tests: after every change).
+        "STOREFRONT_STOCK_STALE_SECONDS": _int(
+            env, "STOREFRONT_STOCK_STALE_SECONDS", 0 if kameng_env == "testing" else 5),
         # Number of proxies in front of the app whose X-Forwarded-* headers are trusted.
         "TRUST_PROXY": _int(env, "TRUST_PROXY", 0),
         "LOGIN_LIMIT": env.get("LOGIN_LIMIT") or "5 per minute",
@@ -149,6 +153,9 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         # how long a delivery may take before it counts as stuck (seconds).
         "RECONCILE_GRACE": _int(env, "RECONCILE_GRACE", 30, minimum=1),
         "DELIVERY_STUCK_AFTER": _int(env, "DELIVERY_STUCK_AFTER", 300, minimum=10),
+        # A `deliver` job delivers its order and then other card/fixed-content orders that are
+        # paid and waiting: up to this many orders in one transaction (1: only its own).
+        "DELIVERY_BATCH": _int(env, "DELIVERY_BATCH", 20, minimum=1),
         # A test hook: pause this many seconds inside a card delivery, after taking the codes
         # and before committing, so a test can kill the worker there. Never set in production.
         "FAULT_PAUSE_AFTER_CODES": float(env.get("KAMENG_FAULT_PAUSE_AFTER_CODES") or 0),

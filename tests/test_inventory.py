@@ -194,6 +194,54 @@ def test_key_rotation_re_encrypts_everything(app, shop, product_id):
         app.extensions.pop("kameng.keyring", None)
 
 
+def test_key_rotation_re_seals_secrets_so_the_old_key_can_go(app, shop):
+    """Payment and supplier credentials (and every other value sealed with encrypt_secret) and
+    orders' link tokens are re-sealed too: once rotated, the old key can be removed without
+    losing a shop's gateway secret, its supplier's key or a buyer's order link."""
+    from kameng.delivery.models import Supplier
+    from kameng.delivery.suppliers import save_supplier, supplier_credentials
+    from kameng.orders.models import Order
+    from kameng.orders.service import CheckoutRequest, checkout, order_link_token
+    from kameng.payments.models import PaymentAccount
+    from kameng.payments.registry import decrypt_credentials, ensure_sandbox_account
+
+    with app.app_context(), tenant_scope(shop.id):
+        tenant = db.session.get(Tenant, shop.id)
+        secret = decrypt_credentials(ensure_sandbox_account(tenant).credentials)["secret"]
+        supplier = save_supplier(tenant.id, None, name="Upstream", adapter="json",
+                                 base_url="https://upstream.example.com",
+                                 credentials={"api_key": "upstream-key-0123456789"})
+        product = catalog.create_product(tenant, name="Linked", price=100)
+        inventory.import_codes(product, ["LINK-1"], actor=Actor.system())
+        placed = checkout(tenant, CheckoutRequest(product_id=product.id, qty=1,
+                                                  email="b@example.test",
+                                                  payment_method="sandbox"))
+        supplier_id, order_id = supplier.id, placed.order.id
+        db.session.commit()
+    old_keys = list(app.config["ENCRYPTION_KEYS"])
+    new_key = Fernet.generate_key().decode()
+    try:
+        app.config["ENCRYPTION_KEYS"] = [new_key, *old_keys]
+        app.extensions.pop("kameng.keyring", None)
+        with app.app_context():
+            assert inventory.rotate_keys() >= 1
+        app.config["ENCRYPTION_KEYS"] = [new_key]  # the old key is gone
+        app.extensions.pop("kameng.keyring", None)
+        with app.app_context(), tenant_scope(shop.id):
+            token = db.session.scalar(select(PaymentAccount.credentials))
+            assert decrypt_credentials(token)["secret"] == secret
+            supplier = db.session.get(Supplier, supplier_id)
+            assert supplier_credentials(supplier)["api_key"] == "upstream-key-0123456789"
+            assert order_link_token(db.session.get(Order, order_id)) == placed.token
+    finally:  # rotate back, so the tests that follow run with their own keys
+        app.config["ENCRYPTION_KEYS"] = [*old_keys, new_key]
+        app.extensions.pop("kameng.keyring", None)
+        with app.app_context():
+            inventory.rotate_keys()
+        app.config["ENCRYPTION_KEYS"] = old_keys
+        app.extensions.pop("kameng.keyring", None)
+
+
 @pytest.mark.postgres
 def test_concurrent_imports_into_one_product_never_duplicate(app, shop, product_id, is_postgres):
     if not is_postgres:

@@ -14,13 +14,14 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from kameng.extensions import db
 from kameng.inventory.models import CardCode
@@ -256,3 +257,192 @@ def test_kameng_worker_refuses_to_start_without_redis(app, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "REDIS_URL" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- delivery batches (DELIVERY_BATCH) -------------------------------------------------------
+
+
+def _paid_orders(app, shop_id, product_ids, emails):
+    """Orders checked out and paid (committed, not delivered), one per (product, email), in
+    that order of payment: their ids."""
+    from kameng.orders.service import CheckoutRequest, checkout, mark_paid
+    from kameng.tenants.models import Tenant
+    from kameng.tenants.scoping import tenant_scope
+
+    ids = []
+    with app.app_context(), tenant_scope(shop_id):
+        tenant = db.session.get(Tenant, shop_id)
+        for product_id, email in zip(product_ids, emails, strict=True):
+            placed = checkout(tenant, CheckoutRequest(product_id=product_id, qty=1, email=email,
+                                                      payment_method="sandbox"))
+            assert mark_paid(placed.order, actor="test")
+            db.session.commit()
+            ids.append(placed.order.id)
+    return ids
+
+
+def _enqueue_deliveries(app, order_ids):
+    from kameng.workers.queues import enqueue
+
+    with app.app_context():
+        for order_id in order_ids:
+            enqueue("deliver", order_id)
+
+
+def _delivery_jobs(url):
+    queue = Queue("delivery", connection=Redis.from_url(url))
+    return queue.finished_job_registry.count, queue.failed_job_registry.count
+
+
+class BatchSpy(list):
+    """How many other orders each delivery batch moved to delivered; how many batches fell
+    back to delivering one by one."""
+
+    fallbacks = 0
+
+
+@pytest.fixture
+def batch_sizes(monkeypatch):
+    from kameng.delivery import service
+
+    sizes = BatchSpy()
+    transition_many, one_by_one = service.transition_many, service._deliver_one_by_one
+
+    def count_batch(orders, *args, **kwargs):
+        sizes.append(len(orders))
+        return transition_many(orders, *args, **kwargs)
+
+    def count_fallback(orders):
+        sizes.fallbacks += 1
+        return one_by_one(orders)
+
+    monkeypatch.setattr(service, "transition_many", count_batch)
+    monkeypatch.setattr(service, "_deliver_one_by_one", count_fallback)
+    return sizes
+
+
+def test_paid_orders_are_delivered_in_batches_exactly_once(
+        app, create_tenant, card_product, queued, in_app, monkeypatch, batch_sizes):
+    from kameng.audit.service import Actor
+    from kameng.catalog import service as catalog
+    from kameng.inventory.models import SupplyCode
+    from kameng.inventory.service import import_codes
+    from kameng.ledger import service as ledger
+    from kameng.mail.models import MailMessage
+    from kameng.orders.models import OrderEvent
+    from kameng.tenants.models import Tenant
+    from kameng.webhooks.models import WebhookDelivery
+    from kameng.webhooks.service import create_endpoint
+
+    monkeypatch.setitem(app.config, "DELIVERY_BATCH", 5)
+    monkeypatch.setitem(app.config, "UPSTREAM_ALLOW_PRIVATE", True)
+    monkeypatch.setitem(app.config, "UPSTREAM_ALLOW_HTTP", True)
+    own_shop, supply_shop = create_tenant(slug="batch-a"), create_tenant(slug="batch-b")
+    card = card_product(own_shop, codes=[f"A-{n}" for n in range(7)])
+    text = card_product(own_shop, codes=None, name="Download", delivery_kind="text",
+                        text_content="https://dl.example.test/file")
+    with in_app(own_shop) as session:
+        create_endpoint(own_shop.id, url="http://127.0.0.1:9/hook", events=["order.delivered"])
+        session.commit()
+    with in_app() as session:  # a supply product: its cost held at checkout, captured on delivery
+        supply = catalog.create_supply_product(name="Supply card", cost=800)
+        import_codes(supply, [f"S-{n}" for n in range(6)], actor=Actor.system())
+        session.commit()
+        supply_id = supply.id
+    with in_app(supply_shop) as session:
+        listing = catalog.list_supply_product(session.get(Tenant, supply_shop.id),
+                                              catalog.get_supply_product(supply_id))
+        ledger.transfer("fund", "platform_funding",
+                        ledger.get_account("platform_funding", currency="CNY"),
+                        ledger.shop_wallet(supply_shop.id, "CNY"), 10_000,
+                        tenant_id=supply_shop.id)
+        session.commit()
+        listing_id = listing.id
+    # 14 orders of two shops, paid alternately: 7 card codes and 1 download at shop A, 6
+    # supply codes at shop B.
+    own = _paid_orders(app, own_shop.id, [card] * 7 + [text], [f"a{n}@example.test"
+                                                               for n in range(8)])
+    supplied = _paid_orders(app, supply_shop.id, [listing_id] * 6,
+                            [f"b{n}@example.test" for n in range(6)])
+    with in_app() as session:  # paid alternately: A, B, A, B …
+        order_ids = [i for pair in zip(own, supplied, strict=False) for i in pair] + own[6:]
+        start = datetime.now(UTC)
+        for n, order_id in enumerate(order_ids):
+            session.execute(update(Order).where(Order.id == order_id)
+                            .values(paid_at=start + timedelta(milliseconds=n)))
+        session.commit()
+    _enqueue_deliveries(app, order_ids)
+    drain(queued, queues=("delivery",))
+
+    assert _delivery_jobs(queued) == (14, 0)  # every job succeeded …
+    assert batch_sizes == [4, 4, 3]  # … and 3 of them delivered the 14 orders
+    assert batch_sizes.fallbacks == 0  # each batch all at once
+    with in_app() as session:
+        assert set(session.scalars(select(Order.status))) == {"delivered"}
+        sold = session.execute(select(CardCode.order_id, func.count()).where(
+            CardCode.status == "sold").group_by(CardCode.order_id)).all()
+        assert sorted(sold) == sorted((i, 1) for i in own[:7])  # one code each, once
+        sold = session.execute(select(SupplyCode.order_id, func.count()).where(
+            SupplyCode.status == "sold").group_by(SupplyCode.order_id)).all()
+        assert sorted(sold) == sorted((i, 1) for i in supplied)
+        for order_id in order_ids:
+            timeline = session.scalars(select(OrderEvent.to_status).where(
+                OrderEvent.order_id == order_id, OrderEvent.to_status.is_not(None))
+                .order_by(OrderEvent.id)).all()
+            assert timeline == ["paid", "delivering", "delivered"], order_id
+        mails = session.scalars(select(MailMessage.to).where(
+            MailMessage.kind == "order.delivered")).all()
+        assert sorted(mails) == sorted([f"a{n}@example.test" for n in range(8)]
+                                       + [f"b{n}@example.test" for n in range(6)])
+        assert session.scalar(select(func.count()).select_from(Outbox).where(
+            Outbox.topic == "mail.send")) == len(mails)
+        hooks = session.scalars(select(WebhookDelivery.payload)).all()
+        assert sorted(h["data"]["order"] for h in hooks) == sorted(
+            session.scalars(select(Order.number).where(Order.id.in_(own))).all())
+        wallet = ledger.shop_wallet(supply_shop.id, "CNY")
+        assert (wallet.balance, wallet.held) == (10_000 - 6 * 800, 0)
+        download = session.get(Order, own[7])
+        assert download.lines[0].content  # the fixed content, recorded on the line
+    # the ledger adds up: checked after every test (conftest)
+
+
+def test_an_order_that_fails_in_a_batch_fails_alone(
+        app, create_tenant, card_product, queued, in_app, monkeypatch, batch_sizes):
+    from kameng.mail.models import MailMessage
+    from kameng.merchant.models import ShopNotice
+    from kameng.orders.models import OrderEvent
+
+    monkeypatch.setitem(app.config, "DELIVERY_BATCH", 10)
+    shop = create_tenant(slug="batch-fail")
+    product_id = card_product(shop, codes=[f"F-{n}" for n in range(5)])
+    order_ids = _paid_orders(app, shop.id, [product_id] * 5,
+                             [f"f{n}@example.test" for n in range(5)])
+    doomed = order_ids[2]
+    with in_app(shop) as session:  # its reserved code is gone and no other code is left
+        session.execute(CardCode.__table__.update().where(CardCode.order_id == doomed)
+                        .values(status="void"))
+        session.commit()
+    _enqueue_deliveries(app, order_ids)
+    drain(queued, queues=("delivery",))
+
+    assert _delivery_jobs(queued) == (5, 0)
+    assert batch_sizes == [3]  # the lead, then 3 delivered with it; the doomed one failed alone
+    assert batch_sizes.fallbacks == 1  # (the batch was delivered one by one)
+    with in_app(shop) as session:
+        statuses = dict(session.execute(select(Order.id, Order.status)).all())
+        assert statuses == {i: "failed" if i == doomed else "delivered" for i in order_ids}
+        failed = session.get(Order, doomed)
+        assert failed.needs_staff and "only 0 of 1 codes" in failed.staff_reason
+        timeline = session.scalars(select(OrderEvent.to_status).where(
+            OrderEvent.order_id == doomed, OrderEvent.to_status.is_not(None))
+            .order_by(OrderEvent.id)).all()
+        assert timeline == ["paid", "delivering", "failed"]
+        assert session.scalar(select(func.count()).select_from(ShopNotice).where(
+            ShopNotice.kind == "delivery_failed")) == 1
+        assert session.scalar(select(func.count()).select_from(MailMessage).where(
+            MailMessage.kind == "order.failed")) == 1
+        delivered_to = session.scalars(select(MailMessage.to).where(
+            MailMessage.kind == "order.delivered")).all()
+        assert sorted(delivered_to) == [f"f{n}@example.test" for n in (0, 1, 3, 4)]
+        sold = session.scalars(select(CardCode.order_id).where(CardCode.status == "sold")).all()
+        assert sorted(sold) == sorted(i for i in order_ids if i != doomed)

@@ -4,6 +4,10 @@
 Idempotent: it reads the order's state from the database, moves it with compare-and-set, and
 does everything for one order in one transaction — running it twice, or in two workers at
 once, delivers once. Workers pass ids, never objects; the job binds the order's shop itself.
+
+A `deliver` job also delivers other paid card/fixed-content orders waiting in the queue, up to
+DELIVERY_BATCH orders in its transaction (one commit for all, each order still moved by
+compare-and-set); their own jobs then find them delivered with one query and stop there.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from ..ledger import service as ledger
 from ..merchant.models import ShopNotice
 from ..orders import events
 from ..orders.models import Order, OrderLine
-from ..orders.states import note, transition
+from ..orders.states import (
+    compare_and_set,
+    compare_and_set_many,
+    note,
+    record_timeline,
+    timeline_values,
+    transition,
+    transition_many,
+)
 from ..rows import row_by_id
 from ..security.crypto import keyring
 from ..tenants.models import Tenant
@@ -102,19 +114,24 @@ STRATEGIES = {
 }
 
 
-def deliver_order(order_id: int) -> str:
-    """Deliver one paid order; returns its status afterwards. Commits."""
+def deliver_order(order_id: int, *, batch: int = 1) -> str:
+    """Deliver one paid order; returns its status afterwards. Commits.
+
+    With `batch` > 1 (a `deliver` job passes DELIVERY_BATCH) it then delivers up to
+    `batch - 1` other paid orders waiting for card codes or fixed content, in the same
+    transaction (`_deliver_waiting`): their own jobs find them delivered and return at once.
+    """
+    status = _status_of(order_id)
+    if status not in ("paid", "delivering"):
+        return status or "missing"  # delivered, refunded … : nothing to do
     with platform_scope():
         # One delivery of an order at a time (a retried job and the reconciler may overlap):
         # the order row locked, read with its shop, its lines and their products in one round
         # trip (the strategies then find the products in the session).
         found = db.session.execute(
-            select(Order, Tenant, Product).join(Tenant, Tenant.id == Order.tenant_id)
-            .outerjoin(OrderLine, OrderLine.order_id == Order.id)
-            .outerjoin(Product, (Product.id == OrderLine.product_id)
-                       & (Product.tenant_id == Order.tenant_id))
+            _with_lines_and_products(select(Order, Tenant, Product))
             .where(Order.id == order_id).order_by(OrderLine.id)
-            .options(contains_eager(Order.lines)).with_for_update(of=Order)).unique().all()
+            .with_for_update(of=Order)).unique().all()
     if not found:
         db.session.rollback()
         return "missing"
@@ -145,14 +162,159 @@ def deliver_order(order_id: int) -> str:
                     tenant_id=order.tenant_id, kind="fulfil",
                     message=f"Order {order.number} is paid and waits for you to fulfil it."))
                 events.order_awaiting(order)
-        db.session.commit()
-        return order.status
+        db.session.flush()
+    if batch > 1:
+        _deliver_waiting(batch - 1, besides=order.id)
+    db.session.commit()
+    return order.status
+
+
+def _status_of(order_id: int) -> str | None:
+    """The order's status, before anything else: the whole cost of a job whose order a batch
+    has delivered. Read by id whatever the shop (it only decides whether to go on; the
+    delivery itself reads the order again, locked) on an autocommit connection — no BEGIN and
+    ROLLBACK round trips — unless the session is inside a transaction whose changes it must
+    see."""
+    query = select(Order.__table__.c.status).where(Order.__table__.c.id == order_id)
+    if db.session().in_transaction():
+        with platform_scope():
+            return db.session.scalar(query)
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        return connection.scalar(query)
+
+
+# Orders whose every line is one of these are delivered in batches: nothing leaves the
+# database (no supplier call) and nobody has to act.
+BATCHED_KINDS = ("card", "text")
+
+
+def _with_lines_and_products(query):
+    return (query.join(Tenant, Tenant.id == Order.tenant_id)
+            .outerjoin(OrderLine, OrderLine.order_id == Order.id)
+            .outerjoin(Product, (Product.id == OrderLine.product_id)
+                       & (Product.tenant_id == Order.tenant_id))
+            .options(contains_eager(Order.lines)))
+
+
+def _deliver_waiting(limit: int, *, besides: int) -> None:
+    """Deliver up to `limit` other paid card/fixed-content orders, oldest payment first, in the
+    caller's transaction (the caller commits once for all).
+
+    The orders are claimed with `FOR UPDATE SKIP LOCKED` (PostgreSQL: another worker's
+    delivery is skipped, not waited for; SQLite serialises writers, and this transaction has
+    already written) and move paid -> delivering with the same compare-and-set as a single
+    delivery. Usually they are delivered together (`_deliver_together`). If any of them
+    cannot be, that is rolled back and they are delivered one by one, each in a SAVEPOINT
+    (`_deliver_one_by_one`): an order that cannot be delivered is rolled back alone and failed
+    for staff exactly as `fail_delivery` does. The delivered orders then move to delivered
+    together: one UPDATE, one INSERT of timeline rows, one of mails.
+    """
+    with platform_scope():
+        other_lines = select(OrderLine.id).where(OrderLine.order_id == Order.id,
+                                                 OrderLine.delivery_kind.not_in(BATCHED_KINDS))
+        ids = list(db.session.scalars(
+            select(Order.id).where(Order.status == "paid", Order.kind == "purchase",
+                                   Order.id != besides, ~other_lines.exists())
+            .order_by(Order.expires_at, Order.id).limit(limit)
+            .with_for_update(skip_locked=True)))
+        if not ids:
+            return
+        rows = db.session.execute(
+            _with_lines_and_products(select(Order, Tenant, Product))
+            .where(Order.id.in_(ids)).order_by(Order.expires_at, Order.id, OrderLine.id)
+        ).unique().all()
+        orders = list(dict.fromkeys(row[0] for row in rows))
+        started, problems = _deliver_together(orders), []
+        if started is None:
+            started, problems = _deliver_one_by_one(orders)
+        record_timeline([timeline_values(order, "paid", "delivering") for order in started])
+        delivered = transition_many(started, "delivered", from_status="delivering")
+        if len(delivered) != len(started):  # the rows are locked: only a bug gets here
+            raise RuntimeError("orders of a delivery batch changed under their lock")
+    events.orders_delivered(delivered)
+    for order, reason in problems:
+        with tenant_scope(order.tenant_id):
+            _record_failure(order, reason)
+
+
+def _deliver_together(orders: list[Order]) -> list[Order] | None:
+    """The usual case: each order's reservation covers its codes. One UPDATE moves them to
+    delivering, one per code table sells their codes. Returns the orders started (their
+    timeline rows are for the caller to add), or None, having rolled back, when any of them
+    needs more than that."""
+    savepoint = db.session.begin_nested()
+    try:
+        started = compare_and_set_many(orders, "delivering", from_status="paid")
+        sales = []
+        for order in started:
+            for line in order.lines:
+                if line.delivery_kind == "text":
+                    _deliver_text(order, line)
+                    continue
+                product = row_by_id(Product, line.product_id)
+                if product is None:
+                    raise DeliveryProblem(f"'{line.title}' no longer exists")
+                sales.append((product, line.qty, order.id, line.id))
+        if sales:
+            if not inventory.sell_reservations(sales):
+                raise DeliveryProblem("a reservation does not cover its line")
+            _fault_pause()
+        for order in started:
+            _capture_supply_cost(order)
+        savepoint.commit()
+    except Exception as error:
+        savepoint.rollback()
+        for order in orders:
+            db.session.expire(order)  # paid again: the SAVEPOINT took back the UPDATE
+        if not isinstance(error, DeliveryProblem):
+            log.warning("delivery batch of %d orders: %r; delivering them one by one",
+                        len(orders), error)
+        return None
+    return started
+
+
+def _deliver_one_by_one(orders: list[Order]) -> tuple[list[Order], list[tuple[Order, str]]]:
+    """Each order in its own SAVEPOINT: (the orders started, (order, reason) for the orders
+    that cannot be delivered). An unexpected error leaves its order paid for its own job,
+    which handles it as it always has."""
+    started, problems = [], []
+    for order in orders:
+        with tenant_scope(order.tenant_id):
+            savepoint = db.session.begin_nested()
+            try:
+                if not compare_and_set(order, "delivering", from_status="paid"):
+                    savepoint.rollback()
+                    continue  # someone else moved it first
+                for line in order.lines:
+                    STRATEGIES[line.delivery_kind](order, line)
+                _capture_supply_cost(order)
+                savepoint.commit()
+            except DeliveryProblem as problem:
+                savepoint.rollback()
+                db.session.expire(order)  # paid again (the SAVEPOINT took back its CAS)
+                problems.append((order, str(problem)))
+                continue
+            except Exception:
+                savepoint.rollback()
+                db.session.expire(order)
+                log.exception("order %s: not delivered in a batch; left to its own job",
+                              order.number)
+                continue
+        started.append(order)
+    return started, problems
 
 
 def fail_delivery(order_id: int, reason: str) -> str:
     """Record a failed delivery for staff, in a fresh transaction (the attempt was rolled
     back): from delivering, or from awaiting (a top-up the supplier gave up on)."""
     order = db.session.get(Order, order_id)
+    _record_failure(order, reason)
+    db.session.commit()
+    return order.status
+
+
+def _record_failure(order: Order, reason: str) -> None:
+    """`fail_delivery` in the caller's transaction."""
     if order.status == "paid":
         transition(order, "delivering", from_status="paid")
     if order.status in ("delivering", "awaiting") and transition(
@@ -162,9 +324,8 @@ def fail_delivery(order_id: int, reason: str) -> str:
         db.session.add(ShopNotice(tenant_id=order.tenant_id, kind="delivery_failed",
                                   message=f"Order {order.number}: delivery failed ({reason})."))
         events.order_failed(order, reason)
-    db.session.commit()
+    db.session.flush()
     log.warning("order %s: delivery failed: %s", order.number, reason)
-    return order.status
 
 
 def fulfil_order(order: Order, contents: dict[int, str], *, actor: str) -> None:

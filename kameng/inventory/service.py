@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from ..audit.service import Actor, record
 from ..catalog.models import Product, SupplyProduct
@@ -505,6 +505,39 @@ def sell_codes(product: Product, qty: int, *, order_id: int, line_id: int) -> in
     return have
 
 
+def sell_reservations(lines: list[tuple[Product, int, int, int]]) -> bool:
+    """`sell_codes` for several order lines at once, (product, qty, order id, line id) each:
+    sells the codes reserved for them with one UPDATE per code table. True when every line
+    got exactly its qty; otherwise (a reservation that lapsed before a late payment, say) the
+    caller rolls back and sells line by line with `sell_codes`."""
+    now = datetime.now(UTC)
+    params: dict = {}
+    for product, _qty, order_id, line_id in lines:
+        model, product_id = code_stock(product)
+        row = {"order": order_id, "product": product_id, "line": line_id}
+        if model is SupplyCode:
+            row["tenant"] = product.tenant_id
+        params.setdefault(model, []).append(row)
+    sold = 0
+    for model, rows in params.items():
+        # tell the storefront cache what the ORM UPDATE of `sell_codes` tells it
+        if model is SupplyCode:
+            stock_changed(None)  # supply codes: every shop's stock
+        else:
+            for tenant_id in {product.tenant_id for product, *_ in lines
+                              if not product.is_supply}:
+                stock_changed(tenant_id)
+        table = model.__table__
+        where = [table.c.order_id == bindparam("order"), table.c.product_id == bindparam("product"),
+                 table.c.status == "reserved"]
+        if model is SupplyCode:
+            where.append(table.c.tenant_id == bindparam("tenant"))
+        sold += db.session.execute(
+            update(table).where(*where).values(status="sold", order_line_id=bindparam("line"),
+                                               sold_at=now, reserved_until=None), rows).rowcount
+    return sold == sum(qty for _, qty, _, _ in lines)
+
+
 def codes_of_line(product_kind_supply: bool, line_id: int, tenant_id: int) -> list[str]:
     """The plaintext codes delivered on an order line (only for the buyer's order page)."""
     model = SupplyCode if product_kind_supply else CardCode
@@ -572,33 +605,41 @@ def rotate_keys(progress: Callable[[int], None] | None = None, batch: int = 5000
 
 
 def _rotate_delivered_content(ring, batch: int) -> int:
-    """Order lines' delivered text content (the buyer's order page decrypts it)."""
-    from ..orders.models import OrderLine
+    """Order lines' delivered text content (the buyer's order page decrypts it) and orders'
+    link tokens (kept to put the order link in the buyer's mail)."""
+    from ..orders.models import Order, OrderLine
 
+    return (_rotate_column(ring, OrderLine, "content", batch)
+            + _rotate_column(ring, Order, "token_cipher", batch))
+
+
+def _rotate_column(ring, model, column: str, batch: int) -> int:
+    field = getattr(model, column)
     changed, last_id = 0, 0
     while True:
         rows = db.session.execute(
-            select(OrderLine.id, OrderLine.content).where(
-                OrderLine.id > last_id, OrderLine.content.is_not(None))
-            .order_by(OrderLine.id).limit(batch)).all()
+            select(model.id, field).where(model.id > last_id, field.is_not(None))
+            .order_by(model.id).limit(batch)).all()
         if not rows:
             return changed
         last_id = rows[-1][0]
         stale = [(i, bytes(blob)) for i, blob in rows if ring.needs_rotation(bytes(blob))]
         if stale:
             fresh = ring.encrypt_many([ring.decrypt(blob) for _, blob in stale])
-            db.session.execute(update(OrderLine), [
-                {"id": i, "content": blob} for (i, _), blob in zip(stale, fresh, strict=True)])
+            db.session.execute(update(model), [
+                {"id": i, column: blob} for (i, _), blob in zip(stale, fresh, strict=True)])
             changed += len(stale)
         db.session.commit()
 
 
 def _rotate_sealed_secrets(ring) -> int:
-    """Every value sealed with `encrypt_secret` (Fernet tokens): payment credentials, API key
-    and webhook secrets, two-factor secrets. MultiFernet.rotate re-seals with the newest key."""
+    """Every value sealed with `encrypt_secret` (Fernet tokens): payment and supplier
+    credentials, API key and webhook secrets, two-factor secrets. MultiFernet.rotate re-seals
+    with the newest key."""
     from cryptography.fernet import InvalidToken
 
     from ..api.models import ApiKey
+    from ..delivery.models import Supplier
     from ..members.models import Customer
     from ..merchant.models import StaffUser
     from ..payments.models import PaymentAccount, PlatformPaymentAccount
@@ -607,7 +648,8 @@ def _rotate_sealed_secrets(ring) -> int:
 
     sealed = [(PaymentAccount, "credentials"), (PlatformPaymentAccount, "credentials"),
               (ApiKey, "secret"), (WebhookEndpoint, "secret"), (Customer, "totp_secret"),
-              (StaffUser, "totp_secret"), (PlatformUser, "totp_secret")]
+              (StaffUser, "totp_secret"), (PlatformUser, "totp_secret"),
+              (Supplier, "credentials")]
     newest = ring.fernet._fernets[0]  # tokens already under the newest key stay as they are
     changed = 0
     for model, column in sealed:

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 
 from flask import current_app
 from flask_babel import force_locale
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from ..extensions import db
 from ..merchant.models import StaffUser
@@ -39,6 +39,21 @@ def queue_mail(*, tenant_id: int | None, to: str, kind: str, subject: str, body:
     db.session.flush()
     outbox.add("mail.send", tenant_id=tenant_id, message_id=message.id)
     return message
+
+
+def queue_mails(*, tenant_id: int | None, kind: str, mails: list[tuple[str, str, str]]
+                ) -> list[int]:
+    """`queue_mail` for several mails of one kind, (to, subject, body) each: one INSERT for
+    the messages and one for their outbox rows. Returns the messages' ids."""
+    if not mails:
+        return []
+    ids = list(db.session.scalars(
+        insert(MailMessage).returning(MailMessage.id, sort_by_parameter_order=True),
+        [{"tenant_id": tenant_id, "to": to, "kind": kind, "subject": subject[:200],
+          "body": body, "status": "queued"} for to, subject, body in mails]))
+    outbox.add_many("mail.send", tenant_id=tenant_id,
+                    payloads=[{"message_id": message_id} for message_id in ids])
+    return ids
 
 
 def shop_recipients(tenant_id: int) -> list[str]:

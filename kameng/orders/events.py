@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from ..mail import service as mail
 from ..money import format_money
 from ..tenants.hosts import public_url, subdomain_host
+from ..tenants.scoping import tenant_scope
 from ..webhooks import service as webhooks
 
 
@@ -45,24 +46,41 @@ def order_paid(order) -> None:
 def order_delivered(order) -> None:
     """The buyer's mail (the order link; the codes only if the shop turned that on) and the
     shop's webhook."""
+    orders_delivered([order])
+
+
+def orders_delivered(orders) -> None:
+    """`order_delivered` for several orders (a delivery batch): per shop, its language set and
+    its webhook endpoints read once, and one INSERT for the mails."""
+    by_shop: dict[int, list] = {}
+    for order in orders:
+        by_shop.setdefault(order.tenant_id, []).append(order)
+    for tenant_id, group in by_shop.items():
+        with tenant_scope(tenant_id):
+            shop = _shop(group[0])
+            with mail.shop_language(shop.id):
+                mails = [(order.email, *_delivered_mail(shop, order)) for order in group]
+            mail.queue_mails(tenant_id=tenant_id, kind="order.delivered", mails=mails)
+            endpoints = webhooks.subscribed(tenant_id, "order.delivered")
+            for order in group if endpoints else ():
+                webhooks.emit(tenant_id, "order.delivered", order_payload(order), endpoints)
+
+
+def _delivered_mail(shop, order) -> tuple[str, str]:
+    """(subject, body) of the buyer's mail for a delivered order, in the current language."""
     from .service import delivered_items
 
-    shop = _shop(order)
     link = order_link(order)
-    with mail.shop_language(shop.id):
-        lines = [_("Your order %(number)s at %(shop)s is ready.", number=order.number,
-                   shop=shop.name), ""]
-        if link:
-            lines += [_("See what you bought here (keep this link private):"), link, ""]
-        if (shop.settings or {}).get("mail_codes") and order.kind == "purchase":
-            for line, values in delivered_items(order):
-                lines += [f"{line.title}:", *(f"  {value}" for value in values), ""]
-        lines.append(_("Total: %(total)s",
-                       total=format_money(order.amount_due, order.currency)))
-        subject = _("%(shop)s: order %(number)s delivered", shop=shop.name, number=order.number)
-    mail.queue_mail(tenant_id=order.tenant_id, to=order.email, kind="order.delivered",
-                    subject=subject, body="\n".join(lines))
-    webhooks.emit(order.tenant_id, "order.delivered", order_payload(order))
+    lines = [_("Your order %(number)s at %(shop)s is ready.", number=order.number,
+               shop=shop.name), ""]
+    if link:
+        lines += [_("See what you bought here (keep this link private):"), link, ""]
+    if (shop.settings or {}).get("mail_codes") and order.kind == "purchase":
+        for line, values in delivered_items(order):
+            lines += [f"{line.title}:", *(f"  {value}" for value in values), ""]
+    lines.append(_("Total: %(total)s", total=format_money(order.amount_due, order.currency)))
+    subject = _("%(shop)s: order %(number)s delivered", shop=shop.name, number=order.number)
+    return subject, "\n".join(lines)
 
 
 def order_failed(order, reason: str) -> None:

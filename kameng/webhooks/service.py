@@ -221,16 +221,25 @@ def _new_delivery(endpoint: WebhookEndpoint, event: str, data: dict) -> WebhookD
     return delivery
 
 
-def emit(tenant_id: int, event: str, payload: dict) -> list[WebhookDelivery]:
+def emit(tenant_id: int, event: str, payload: dict,
+         endpoints: list[WebhookEndpoint] | None = None) -> list[WebhookDelivery]:
     """Record one delivery per active endpoint subscribed to `event`, in the caller's
-    transaction; they are sent after its commit (the outbox)."""
+    transaction; they are sent after its commit (the outbox). `endpoints`: what
+    `subscribed(tenant_id, event)` returned, when the caller emits several events at once."""
+    if endpoints is None:
+        endpoints = subscribed(tenant_id, event)
+    with tenant_scope(tenant_id):
+        return [_new_delivery(endpoint, event, payload) for endpoint in endpoints]
+
+
+def subscribed(tenant_id: int, event: str) -> list[WebhookEndpoint]:
+    """The shop's active endpoints subscribed to `event`."""
     if event not in WEBHOOK_EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
     with tenant_scope(tenant_id):
-        endpoints = [e for e in db.session.scalars(
+        return [e for e in db.session.scalars(
             select(WebhookEndpoint).where(WebhookEndpoint.active).order_by(WebhookEndpoint.id))
             if event in (e.events or [])]
-        return [_new_delivery(endpoint, event, payload) for endpoint in endpoints]
 
 
 def send_test(endpoint: WebhookEndpoint, currency: str) -> WebhookDelivery:

@@ -52,7 +52,8 @@ def job(fn):
 def deliver(order_id: int) -> str:
     from ..delivery.service import deliver_order
 
-    return deliver_order(order_id)
+    # Also delivers other waiting card orders in the same transaction (DELIVERY_BATCH).
+    return deliver_order(order_id, batch=current_app.config["DELIVERY_BATCH"])
 
 
 @job
