@@ -230,7 +230,9 @@ def main() -> None:
         def kameng_order(state):
             cookies = state.setdefault("cookies", {})
             if "csrf" not in state:
-                _, _, page = request(kameng.port, "GET", f"/product/{product_id}", host=host,
+                # A session and its CSRF token (a product page gives a visitor without one
+                # neither).
+                _, _, page = request(kameng.port, "GET", "/orders/lookup", host=host,
                                      cookies=cookies)
                 state["csrf"] = token_re.search(page).group(1).decode()
             form = urlencode({"csrf_token": state["csrf"], "qty": "1", "payment_method": "sandbox",

@@ -272,7 +272,8 @@ def prepare_orders(port: int, host: str, product_id: str, count: int, clients: i
 
     def client():
         cookies: dict = {}
-        _, _, page = request(port, "GET", f"/product/{product_id}", host=host, cookies=cookies)
+        # A session and its CSRF token (a product page gives a visitor without one neither).
+        _, _, page = request(port, "GET", "/orders/lookup", host=host, cookies=cookies)
         csrf = TOKEN_RE.search(page).group(1).decode()
         while True:
             with lock:

@@ -201,10 +201,11 @@ def call(port: int, method: str, path: str, host: str, body: bytes = b"",
 
 
 def buyer_sessions(port: int, seeded: list[dict]) -> list[dict]:
-    """Per shop: a session cookie and its CSRF token (as a browser gets from a product page)."""
+    """Per shop: a session cookie and its CSRF token (as a browser gets from the order lookup
+    page; a product page gives a visitor without a session neither)."""
     shops = []
     for shop in seeded:
-        _, headers, page = call(port, "GET", f"/product/{shop['products'][0]}", shop["host"])
+        _, headers, page = call(port, "GET", "/orders/lookup", shop["host"])
         cookie = headers["Set-Cookie"].split(";", 1)[0]
         shops.append({"id": shop["id"], "host": shop["host"], "cookie": cookie,
                       "csrf": TOKEN_RE.search(page).group(1).decode(),

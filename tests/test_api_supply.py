@@ -301,9 +301,9 @@ def test_price_and_stock_follow_the_upstream(two_shops, app, app_b, in_app, card
                                     kind="fixed", value=-200, rounding="0.01")
         session.rollback()
     too_many = client_b(app_b)
-    answer = too_many.submit(f"/product/{product_b}/checkout",
-                             {"qty": 2, "email": "x@example.test", "payment_method": "sandbox",
-                              "input_account": "123456"}, form_path=f"/product/{product_b}")
+    answer = too_many.checkout(f"/product/{product_b}",
+                               {"qty": 2, "email": "x@example.test", "payment_method": "sandbox",
+                                "input_account": "123456"})
     assert answer.status_code == 409  # only 1 left upstream
     with in_app(setup.shop_a) as session:
         session.get(Product, setup.product_a).active = False

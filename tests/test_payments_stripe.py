@@ -515,8 +515,8 @@ def test_checkout_redirects_the_buyer_to_a_stripe_checkout_session(
     client = client_for(shop.tenant)
     product = f"/product/{shop.product_id}"
     assert "Stripe" in client.get(product).get_data(as_text=True)
-    placed = client.submit(f"{product}/checkout", {"qty": "1", "email": "ann@buyers.test",
-                                                   "payment_method": "stripe"}, form_path=product)
+    placed = client.checkout(product, {"qty": "1", "email": "ann@buyers.test",
+                                       "payment_method": "stripe"})
     assert placed.status_code == 302 and placed.location.endswith("/pay")
     paying = client.get(placed.location)
     assert paying.status_code == 302
@@ -609,8 +609,8 @@ def test_a_stripe_error_on_start_is_shown_and_the_order_stays_payable(
     shop = stripe_shop()
     client = client_for(shop.tenant)
     product = f"/product/{shop.product_id}"
-    placed = client.submit(f"{product}/checkout", {"qty": "1", "email": "bo@buyers.test",
-                                                   "payment_method": "stripe"}, form_path=product)
+    placed = client.checkout(product, {"qty": "1", "email": "bo@buyers.test",
+                                       "payment_method": "stripe"})
     fake_stripe.fail_next = (400, "The payment method type alipay is invalid.")
     paying = client.get(placed.location)
     order_page = placed.location.removesuffix("/pay")

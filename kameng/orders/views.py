@@ -16,7 +16,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..errors import DomainError
-from ..extensions import db, limiter
+from ..extensions import csrf, db, limiter
 from ..extensions import login as login_manager
 from ..forms import EmptyForm
 from ..ledger import service as ledger
@@ -31,7 +31,7 @@ from ..support import service as support
 from ..tenants.hosts import absolute_url_for, current_tenant
 from ..workers.outbox import after_payment
 from . import service as orders
-from .forms import LookupForm, TopUpForm, checkout_form
+from .forms import LookupForm, TopUpForm, checkout_form, checkout_needs_csrf
 from .models import Order
 
 bp = Blueprint("orders", __name__)
@@ -46,7 +46,10 @@ def _buyer():
 
 
 @bp.post("/product/<int:product_id>/checkout")
+@csrf.exempt  # not from CSRF: checked here, for whoever has a session (checkout_needs_csrf)
 def checkout(product_id: int):
+    if checkout_needs_csrf():
+        csrf.protect()  # refused as every other form is (400, CSRFError's page)
     shop = current_tenant()
     form = checkout_form(shop, _product_or_404(product_id), _buyer(), request.form)
     if not form.validate_on_submit():

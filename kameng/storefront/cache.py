@@ -26,8 +26,27 @@ Changes are noticed where they are written, by the database session every servic
 So every service — console, REST API, CLI, workers — invalidates without remembering to.
 
 Stock is a token of its own because it changes on every checkout (a reservation takes codes
-out of stock; expiry puts them back): a sale re-counts the stock (one or two indexed queries)
-and re-renders the page, while products and prices stay cached.
+out of stock; expiry puts them back), and a stock change must not throw away a shop's pages:
+
+- the shop's stock map (product id -> units, the shelf's one or two indexed count queries) is
+  kept per shop beside the tokens it was counted under (`stock_map`). After a change of the
+  stock tokens alone, a process keeps using the map it has for up to
+  STOREFRONT_STOCK_STALE_SECONDS after counting it (default 5; 0 in tests: re-counted after
+  every change), then counts again: a shop selling every second costs one count per process
+  per window, not one per sale. Shown stock is thus at most that many seconds old (plus the
+  moment a change takes to be announced); a sold-out product shows sold out within that bound.
+  A briefly stale count is harmless: checkout reserves real codes and refuses what is gone.
+  A change of the catalog (shop or platform token) is never bridged: a new shelf is counted
+  at once;
+- pages are kept under the shop and platform tokens and the stock of the products they show
+  (the home page: the shelf; a category: its products; a product page: that product), not
+  under the stock tokens. A sale of one product re-renders the pages that show its count
+  (home, its category, its page), and the shop's other pages stay kept. The fast lane checks
+  the same: the stock the kept page shows against the current stock map.
+
+Chosen over stand-ins filled at serve time (one kept page, stock written in per response):
+that would need every theme's stock markup (classes, the buy button, the macro) turned into
+stand-ins; this keeps themes plain templates and every page rendered whole.
 
 Reading the tokens costs no round trip to Redis per request: each process subscribes to the
 cache's change channel, `publish()` announces the names it replaced on it (after the new
@@ -86,8 +105,8 @@ PLATFORM_STOCK = "platform-stock"
 REDIS_PAUSE = 10  # seconds the cache steps aside after a Redis error
 TOKEN_TTL = 24 * 3600  # an unused shop's tokens leave Redis after a day (then: a new token)
 DATA_ENTRIES = 4096  # snapshots: shop fronts, priced shelves, stock counts
-PAGE_ENTRIES = 512  # rendered pages, about 20 KB each
-RESPONSE_ENTRIES = 512  # kept answers of kameng/storefront/fast_lane.py, one per page variant
+PAGE_ENTRIES = 2048  # rendered pages, 10-20 KB each (a product page each: 50 a shop)
+RESPONSE_ENTRIES = 2048  # kept answers of kameng/storefront/fast_lane.py, one per page variant
 MIRROR_ENTRIES = 100_000  # tokens kept per process (4 per shop that was visited)
 MESSAGE = (b"message", "message")
 
@@ -502,3 +521,48 @@ def lookup(store: str, key: tuple) -> Any:
 
 def keep(store: str, key: tuple, value: Any) -> None:
     getattr(_cache(), store).put(key, value, lifetime())
+
+
+# -- the stock map ----------------------------------------------------------------------------
+
+
+class KeptStock:
+    """A shop's stock map, the tokens it was counted under and when (time.monotonic())."""
+
+    __slots__ = ("counted_at", "tokens", "units")
+
+    def __init__(self, tokens: tuple[str, ...], counted_at: float, units: dict):
+        self.tokens, self.counted_at, self.units = tokens, counted_at, units
+
+
+def _usable(kept: Any, tokens: tuple[str, ...], app: Flask) -> bool:
+    """Whether a kept stock map may be shown under `tokens`: counted under them, or only the
+    stock tokens changed since and it is younger than STOREFRONT_STOCK_STALE_SECONDS."""
+    if not isinstance(kept, KeptStock):
+        return False
+    if kept.tokens == tokens:
+        return True
+    if (kept.tokens[0], kept.tokens[2]) != (tokens[0], tokens[2]):
+        return False  # the catalog changed: the shelf may have other products
+    stale = app.config.get("STOREFRONT_STOCK_STALE_SECONDS", 0)
+    return time.monotonic() - kept.counted_at < stale
+
+
+def stock_map(tenant_id: int, tokens: tuple[str, ...], count: Callable[[], dict]) -> dict:
+    """The shop's stock map (see the module's docstring), counted with `count()` when none
+    usable is kept."""
+    entries = _cache().data
+    kept = entries.get(("stock", tenant_id))
+    if _usable(kept, tokens, current_app):
+        return kept.units
+    counted_at = time.monotonic()  # before counting: the age bound holds from the read
+    units = count()
+    entries.put(("stock", tenant_id), KeptStock(tokens, counted_at, units), lifetime())
+    return units
+
+
+def peek_stock(app: Flask, tenant_id: int, tokens: tuple[str, ...]) -> dict | None:
+    """The shop's stock map if one usable under `tokens` is kept (the fast lane: never
+    counts), else None."""
+    kept = _cache(app).data.get(("stock", tenant_id))
+    return kept.units if _usable(kept, tokens, app) else None

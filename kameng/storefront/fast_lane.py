@@ -12,12 +12,15 @@ language, a page may follow the browser's).
 An answer is replayed only when, right now:
 - the host still maps to the same shop in this process's host cache (an expired or changed
   mapping goes through Flask, which resolves it afresh);
-- the shop's four version tokens are the ones the page was kept under (read as every shop
-  page reads them: kameng/storefront/cache.py), so a change of the shop, its stock, the supply
-  catalog or the shop's status (suspended: 503) shows on the next request;
+- the shop's catalog version tokens (shop, platform) are the ones the page was kept under
+  (read as every shop page reads them: kameng/storefront/cache.py), so a change of the shop,
+  the supply catalog or the shop's status (suspended: 503) shows on the next request;
+- the products the page shows have the stock they had in it, by the stock map this process
+  keeps (none usable: through Flask, which counts it), so stock shows as it does in Flask;
 - the entry is younger than the page cache's lifetime (STOREFRONT_CACHE_SECONDS).
 Anything else, and every request that could be personal, goes through Flask as before; a
-response that set a cookie, or was not a 200, is never kept.
+response that set a cookie, or was not a 200, is never kept. A replayed product page still
+counts as a product view (record_view, in memory or one Redis HINCRBY).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from dataclasses import dataclass
 
 from flask import Flask, request
 
+from ..reports.product_views import record_view
 from ..tenants.hosts import normalize_host, resolver
-from .cache import lifetime, responses, versions
+from .cache import lifetime, peek_stock, responses, versions
 
 SLOT = "kameng.fast_lane"  # environ key: where cached_page tells the lane what it may keep
 
@@ -37,21 +41,25 @@ SLOT = "kameng.fast_lane"  # environ key: where cached_page tells the lane what 
 @dataclass(frozen=True)
 class KeptResponse:
     tenant_id: int
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...]  # the catalog's: shop, platform
+    shows: tuple[int, ...]  # products whose stock the page shows
+    shown: tuple  # and that stock
     status: str
     headers: tuple[tuple[str, str], ...]  # with the stand-in where the nonce goes
     body: bytes  # likewise
     stand_in: bytes
+    counts_view: int | None = None  # a product page: its product's view is counted
 
 
-def offer(tenant_id: int, tokens: tuple[str, ...], page: str, stand_in: str,
-          nonce: str) -> None:
+def offer(tenant_id: int, tokens: tuple[str, ...], shows: tuple[int, ...], shown: tuple,
+          page: str, stand_in: str, nonce: str, counts_view: int | None = None) -> None:
     """Called by cached_page for a page kept for every anonymous visitor (`page` with the
     stand-in, `nonce` the one this response carries): the lane may keep this response."""
     slot = request.environ.get(SLOT)
     if slot is not None:
-        slot.update(tenant_id=tenant_id, tokens=tokens, page=page, stand_in=stand_in,
-                    nonce=nonce, seconds=lifetime())
+        slot.update(tenant_id=tenant_id, tokens=tokens, shows=shows, shown=shown, page=page,
+                    stand_in=stand_in, nonce=nonce, seconds=lifetime(),
+                    counts_view=counts_view)
 
 
 class FastLane:
@@ -71,6 +79,9 @@ class FastLane:
                environ.get("HTTP_ACCEPT_LANGUAGE", ""))
         kept = responses(self.app).get(key)
         if isinstance(kept, KeptResponse) and self._still_valid(kept, environ["HTTP_HOST"]):
+            if kept.counts_view is not None:
+                with self.app.app_context():
+                    record_view(kept.tenant_id, kept.counts_view)
             return self._replay(kept, start_response)
         slot: dict = {}
         environ[SLOT] = slot
@@ -88,7 +99,11 @@ class FastLane:
     def _still_valid(self, kept: KeptResponse, raw_host: str) -> bool:
         if resolver(self.app).peek(normalize_host(raw_host)) != kept.tenant_id:
             return False
-        return versions(kept.tenant_id, self.app) == kept.tokens
+        tokens = versions(kept.tenant_id, self.app)
+        if tokens is None or (tokens[0], tokens[2]) != kept.tokens:
+            return False
+        stock = peek_stock(self.app, kept.tenant_id, tokens)
+        return stock is not None and tuple(stock.get(i) for i in kept.shows) == kept.shown
 
     @staticmethod
     def _replay(kept: KeptResponse, start_response: Callable) -> list[bytes]:
@@ -109,6 +124,8 @@ class FastLane:
         kept_headers = tuple((name, value.replace(nonce, stand_in)) for name, value in headers
                              if name.lower() != "content-length")
         responses(self.app).put(key, KeptResponse(
-            tenant_id=slot["tenant_id"], tokens=tuple(slot["tokens"]), status=status,
-            headers=kept_headers, body=slot["page"].encode(), stand_in=stand_in.encode()),
+            tenant_id=slot["tenant_id"], tokens=tuple(slot["tokens"]), shows=slot["shows"],
+            shown=slot["shown"], status=status, headers=kept_headers,
+            body=slot["page"].encode(), stand_in=stand_in.encode(),
+            counts_view=slot["counts_view"]),
             slot["seconds"])  # kept no longer than the page cache keeps pages

@@ -286,9 +286,12 @@ def priced_shelf(front: ShopFront, level_id: int | None,
 
 
 def shelf_stock(front: ShopFront, cards: tuple[ProductCard, ...]) -> dict[int, int | None]:
-    """Units in stock of the shelf's products (kept until codes come in or go out)."""
+    """Units in stock of the shelf's products: the shop's stock map, which may be up to
+    STOREFRONT_STOCK_STALE_SECONDS old (kameng/storefront/cache.py)."""
     tokens = cache.versions(front.tenant_id)
-    return _through_cache(("stock", front.tenant_id), tokens, lambda: available_stock(cards))
+    if tokens is None:
+        return available_stock(cards)
+    return cache.stock_map(front.tenant_id, tokens, lambda: available_stock(cards))
 
 
 def shelf_items(front: ShopFront, level_id: int | None,
@@ -347,9 +350,14 @@ def shelf_product(product_id: int, categories: list[Category]) -> Product:
 
 
 def product_view(tenant: Tenant, level: PriceLevel | None, guest_level: PriceLevel | None,
-                 product: Product, categories: list[Category]) -> ProductView:
-    """The product page for a buyer at `level`: price, visitor's price, bulk table, stock."""
-    item = shelf(tenant, level, [product])[0]
+                 product: Product, categories: list[Category],
+                 stock: dict[int, int | None] | None = None) -> ProductView:
+    """The product page for a buyer at `level`: price, visitor's price, bulk table, stock
+    (counted now, unless `stock`, the shop's stock map, is given)."""
+    if stock is not None and product.id in stock:
+        item = _shelf_item(tenant, product, level, stock[product.id])
+    else:
+        item = shelf(tenant, level, [product])[0]
     guest_quote = None
     if level is not None and (guest_level is None or guest_level.id != level.id):
         candidate = quote(tenant, product, guest_level, product.quantity_range[0])

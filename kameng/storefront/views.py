@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 from flask import Blueprint, abort, current_app, g, request, session, url_for
@@ -109,9 +109,20 @@ def _same_for_every_visitor() -> bool:
             and "_flashes" not in session and not current_user.is_authenticated)
 
 
-def cached_page(name: tuple, render: Callable[[], str]) -> str:
-    """A shop page rendered once for all anonymous visitors and kept until the shop's catalog,
-    stock or look changes (per host, scheme and language); each response gets its own nonce.
+def shop_stock() -> dict[int, int | None]:
+    """The shop's stock map, as its shelf shows it (kameng/storefront/cache.py: may be a few
+    seconds old)."""
+    front = current_front()
+    priced = service.priced_shelf(front, front.guest_level_id, current_tenant)
+    return service.shelf_stock(front, tuple(p.card for p in priced))
+
+
+def cached_page(name: tuple, render: Callable[[], str], shows: Iterable[int] = (),
+                counts_view: int | None = None) -> str:
+    """A shop page rendered once for all anonymous visitors and kept until the shop's catalog
+    or look changes, or the stock of a product it `shows` (ids) does (per host, scheme and
+    language); each response gets its own nonce. `render` must show stock from shop_stock().
+    `counts_view`: the product whose view a fast-lane replay of the page counts.
 
     A rendering that wrote to the session or made a CSRF token is personal and is not kept.
     """
@@ -121,8 +132,12 @@ def cached_page(name: tuple, render: Callable[[], str]) -> str:
     tokens = cache.versions(front.tenant_id)
     if tokens is None:
         return render()
+    shows = tuple(shows)
+    stock = shop_stock()
+    shown = tuple(stock.get(product_id) for product_id in shows)
+    catalog_tokens = (tokens[0], tokens[2])  # shop, platform (stock: `shown`)
     key = ("page", *name, front.tenant_id, request.host, request.scheme, str(get_locale()),
-           *tokens)
+           *catalog_tokens, shown)
     page = cache.lookup("pages", key)
     if page is cache.MISSING:
         with nonce_stand_in(NONCE_STAND_IN):
@@ -132,13 +147,14 @@ def cached_page(name: tuple, render: Callable[[], str]) -> str:
         if personal:
             return page.replace(NONCE_STAND_IN, csp_nonce())
         cache.keep("pages", key, page)
-    fast_lane.offer(front.tenant_id, tokens, page, NONCE_STAND_IN, csp_nonce())
+    fast_lane.offer(front.tenant_id, catalog_tokens, shows, shown, page, NONCE_STAND_IN,
+                    csp_nonce(), counts_view)
     return page.replace(NONCE_STAND_IN, csp_nonce())
 
 
 @bp.get("/")
 def home():
-    return cached_page(("home",), home_page)
+    return cached_page(("home",), home_page, shows=(item.product.id for item in _shelf()))
 
 
 def home_page(**context) -> str:
@@ -150,8 +166,10 @@ def home_page(**context) -> str:
 @bp.get("/category/<int:category_id>")
 def category(category_id: int):
     chosen = service.active_category(current_front(), category_id)
+    items = service.category_items(_shelf(), chosen)
     return cached_page(("category", category_id), lambda: render_shop(
-        "category.html", category=chosen, items=service.category_items(_shelf(), chosen)))
+        "category.html", category=chosen, items=service.category_items(_shelf(), chosen)),
+        shows=(item.product.id for item in items))
 
 
 @bp.get("/search")
@@ -162,21 +180,29 @@ def search():
 
 @bp.get("/product/<int:product_id>")
 def product(product_id: int):
-    page = product_page(product_id)
+    from ..orders.forms import checkout_needs_csrf
+
+    if checkout_needs_csrf():  # its checkout form carries this visitor's CSRF token
+        page = product_page(product_id)
+    else:  # the same for every visitor without a session: kept (fast lane: counts_view)
+        page = cached_page(("product", product_id),
+                           lambda: product_page(product_id, stock=shop_stock())[0],
+                           shows=(product_id,), counts_view=product_id)
     if request.method == "GET":  # not HEAD: link checkers are no visitors
-        record_view(current_tenant().id, product_id)  # in memory, no database write
+        record_view(current_front().tenant_id, product_id)  # in memory, no database write
     return page
 
 
-def product_page(product_id: int, form=None, status: int = 200):
-    """The product page, with its checkout form (and that form's errors after a failed try)."""
+def product_page(product_id: int, form=None, status: int = 200, stock: dict | None = None):
+    """The product page, with its checkout form (and that form's errors after a failed try);
+    its stock from `stock` (the shop's stock map) when given, else counted now."""
     from ..orders.forms import checkout_form
 
     shop = current_tenant()
     chosen = service.shelf_product(product_id, shop_categories())
     level = level_for(current_user)
     guest = level_for(None) if current_user.is_authenticated else level
-    view = service.product_view(shop, level, guest, chosen, shop_categories())
+    view = service.product_view(shop, level, guest, chosen, shop_categories(), stock)
     form = form or checkout_form(shop, chosen, current_user)
     return render_shop("product.html", product=chosen, view=view, item=view.item,
                        form=form), status

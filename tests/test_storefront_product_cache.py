@@ -1,0 +1,138 @@
+"""The product page kept for visitors without a session (its checkout form then carries no
+CSRF token), checkout with and without a token, and stock kept apart from the kept pages."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from kameng.storefront import fast_lane
+from kameng.storefront import views as storefront_views
+
+from .conftest import CSRF_RE
+from .test_storefront_fast_lane import flask_requests
+
+GUEST = {"qty": 1, "email": "guest@example.test", "payment_method": "sandbox"}
+
+
+@pytest.fixture
+def views_counted(monkeypatch):
+    """Product views counted, whether Flask served the page or the fast lane replayed it."""
+    counted: list[tuple[int, int]] = []
+    for module in (storefront_views, fast_lane):
+        monkeypatch.setattr(module, "record_view",
+                            lambda tenant_id, product_id: counted.append((tenant_id, product_id)))
+    return counted
+
+
+def test_a_visitor_without_a_session_gets_the_kept_product_page_without_flask(
+        app, create_tenant, card_product, client_for, views_counted):
+    shop = create_tenant(slug="kept")
+    product_id = card_product(shop, codes=["K-1", "K-2"], name="Kept card")
+    visitor = client_for(shop)
+    first = visitor.get(f"/product/{product_id}")
+    assert first.status_code == 200 and "Set-Cookie" not in first.headers
+    body = first.get_data(as_text=True)
+    assert "Kept card" in body and "2 in stock" in body and 'name="csrf_token"' not in body
+    with flask_requests(app) as seen:
+        again = visitor.get(f"/product/{product_id}")
+        third = client_for(shop).get(f"/product/{product_id}")
+    assert not seen and again.status_code == third.status_code == 200
+    assert "Set-Cookie" not in again.headers and "Kept card" in again.get_data(as_text=True)
+    # Each view counts, the replayed ones too.
+    assert views_counted == [(shop.id, product_id)] * 3
+
+
+def test_a_guest_without_a_session_checks_out_without_a_token(
+        create_tenant, card_product, client_for, pay_sandbox):
+    shop = create_tenant(slug="kept")
+    product_id = card_product(shop, codes=["K-1"], name="Kept card")
+    guest = client_for(shop)
+    guest.get(f"/product/{product_id}")
+    placed = guest.post(f"/product/{product_id}/checkout", data=GUEST)
+    assert placed.status_code == 302 and placed.location.endswith("/pay")
+    assert "K-1" in pay_sandbox(guest, placed).get_data(as_text=True)
+
+
+def test_a_logged_in_buyer_needs_the_token(
+        create_tenant, create_customer, card_product, client_for):
+    shop = create_tenant(slug="kept")
+    product_id = card_product(shop, codes=["K-1", "K-2"], name="Kept card")
+    buyer = create_customer(shop, email="me@kept.test", password="buyer-pass-1")
+    client = client_for(shop)
+    assert client.login(buyer.email, "buyer-pass-1").status_code == 302
+    page = client.get(f"/product/{product_id}").get_data(as_text=True)
+    token = CSRF_RE.search(page)
+    assert token, "a logged-in buyer's checkout form carries a CSRF token"
+    refused = client.post(f"/product/{product_id}/checkout", data=GUEST)
+    assert refused.status_code == 400
+    assert "did not come from this site" in refused.get_data(as_text=True)
+    forged = client.post(f"/product/{product_id}/checkout",
+                         data={**GUEST, "csrf_token": "not-the-token"})
+    assert forged.status_code == 400
+    placed = client.post(f"/product/{product_id}/checkout",
+                         data={**GUEST, "csrf_token": token.group(1)})
+    assert placed.status_code == 302 and placed.location.endswith("/pay")
+
+
+def test_a_guest_with_a_session_needs_the_token_and_gets_a_page_of_their_own(
+        app, create_tenant, card_product, client_for):
+    shop = create_tenant(slug="kept")
+    product_id = card_product(shop, codes=["K-1"], name="Kept card")
+    client_for(shop).get(f"/product/{product_id}")  # the page kept for visitors
+    guest = client_for(shop)
+    guest.csrf_token("/orders/lookup")  # the lookup form gives this browser a session
+    page = guest.get(f"/product/{product_id}").get_data(as_text=True)
+    token = CSRF_RE.search(page)
+    assert token, "a visitor with a session gets a token, never the kept page"
+    assert guest.post(f"/product/{product_id}/checkout", data=GUEST).status_code == 400
+    placed = guest.post(f"/product/{product_id}/checkout",
+                        data={**GUEST, "csrf_token": token.group(1)})
+    assert placed.status_code == 302
+
+
+def test_a_sale_shows_at_once_and_re_renders_only_pages_showing_its_stock(
+        app, create_tenant, card_product, client_for, views_counted):
+    assert app.config["STOREFRONT_STOCK_STALE_SECONDS"] == 0  # tests: stock shown exactly
+    shop = create_tenant(slug="kept")
+    sold = card_product(shop, codes=["S-1", "S-2"], name="Selling card")
+    other = card_product(shop, codes=["O-1"], name="Other card")
+    visitor = client_for(shop)
+    for path in (f"/product/{sold}", f"/product/{other}", "/", f"/product/{sold}",
+                 f"/product/{other}", "/"):
+        visitor.get(path)
+    buyer = client_for(shop)
+    assert buyer.post(f"/product/{sold}/checkout", data=GUEST).status_code == 302
+    assert "1 in stock" in visitor.get(f"/product/{sold}").get_data(as_text=True)
+    assert buyer.post(f"/product/{sold}/checkout",
+                      data={**GUEST, "csrf_token": buyer.csrf_token(f"/product/{sold}")}
+                      ).status_code == 302
+    with flask_requests(app) as seen:
+        sold_out = visitor.get(f"/product/{sold}").get_data(as_text=True)
+        assert len(seen) == 1  # the stock changed: through Flask, which counts it
+        assert "Sold out" in sold_out and "Selling card" in sold_out
+        assert "Sold out" in visitor.get("/").get_data(as_text=True)
+        kept = visitor.get(f"/product/{other}").get_data(as_text=True)
+        assert len(seen) == 2  # the other product's page stayed kept: the fast lane's
+        assert "1 in stock" in kept
+
+
+def test_stock_may_be_stale_only_within_the_bound(
+        app, create_tenant, card_product, client_for, monkeypatch):
+    monkeypatch.setitem(app.config, "STOREFRONT_STOCK_STALE_SECONDS", 1)
+    shop = create_tenant(slug="kept")
+    sold = card_product(shop, codes=["S-1"], name="Selling card")
+    visitor = client_for(shop)
+    visitor.get(f"/product/{sold}")
+    counted_at = time.monotonic()
+    buyer = client_for(shop)
+    assert buyer.post(f"/product/{sold}/checkout", data=GUEST).status_code == 302
+    page = visitor.get(f"/product/{sold}").get_data(as_text=True)
+    if time.monotonic() - counted_at < 0.9:  # within the bound it may still show the old count
+        assert "1 in stock" in page or "Sold out" in page
+    time.sleep(max(0.0, counted_at + 1.05 - time.monotonic()))
+    assert "Sold out" in visitor.get(f"/product/{sold}").get_data(as_text=True)
+    assert "Sold out" in visitor.get("/").get_data(as_text=True)
+    # Checkout re-checks real stock: the stale page never sells what is gone.
+    assert client_for(shop).post(f"/product/{sold}/checkout", data=GUEST).status_code != 302
