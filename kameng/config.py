@@ -156,6 +156,8 @@ def load_config(instance_path: Path, env: dict | None = None) -> dict:
         # A `deliver` job delivers its order and then other card/fixed-content orders that are
         # paid and waiting: up to this many orders in one transaction (1: only its own).
         "DELIVERY_BATCH": _int(env, "DELIVERY_BATCH", 20, minimum=1),
+        # Relayed outbox rows are kept this many days (to look at), then deleted.
+        "OUTBOX_KEEP_DAYS": _int(env, "OUTBOX_KEEP_DAYS", 7, minimum=1),
         # A test hook: pause this many seconds inside a card delivery, after taking the codes
         # and before committing, so a test can kill the worker there. Never set in production.
         "FAULT_PAUSE_AFTER_CODES": float(env.get("KAMENG_FAULT_PAUSE_AFTER_CODES") or 0),

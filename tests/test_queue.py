@@ -245,7 +245,8 @@ def test_paid_orders_wait_out_a_redis_outage_and_are_delivered_after(
 def test_the_ticker_enqueues_each_periodic_job_once_per_interval(app, queued):
     first = Ticker(app).tick()
     assert set(first) == {"relay_outbox", "expire_orders", "reconcile", "low_stock_alerts",
-                          "bill_shops", "flush_views", "sync_upstream", "clean_nonces"}
+                          "bill_shops", "flush_views", "sync_upstream", "clean_nonces",
+                          "purge_outbox"}
     assert Ticker(app).tick() == []  # a second worker's ticker: nothing is due yet
     drain(queued)  # and the jobs themselves run cleanly on an empty database
 
@@ -446,3 +447,24 @@ def test_an_order_that_fails_in_a_batch_fails_alone(
         assert sorted(delivered_to) == [f"f{n}@example.test" for n in (0, 1, 3, 4)]
         sold = session.scalars(select(CardCode.order_id).where(CardCode.status == "sold")).all()
         assert sorted(sold) == sorted(i for i in order_ids if i != doomed)
+
+
+def test_relayed_outbox_rows_are_purged_after_the_keep_window(app):
+    from datetime import UTC, datetime, timedelta
+
+    from kameng.workers import outbox
+
+    now = datetime.now(UTC)
+    with app.app_context(), platform_scope():
+        rows = [Outbox(topic="mail.send", tenant_id=None, payload={"message_id": n})
+                for n in range(3)]
+        db.session.add_all(rows)
+        db.session.flush()
+        rows[0].processed_at = now - timedelta(days=8)  # relayed long ago: goes
+        rows[1].processed_at = now - timedelta(days=1)  # relayed recently: stays
+        db.session.commit()  # rows[2]: never relayed, however old: stays
+        ids = [row.id for row in rows]
+        assert outbox.purge(now) == 1
+        left = set(db.session.scalars(select(Outbox.id).where(Outbox.id.in_(ids))))
+        assert left == {ids[1], ids[2]}
+        assert outbox.purge(now) == 0

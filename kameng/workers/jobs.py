@@ -158,6 +158,14 @@ def clean_nonces() -> int:
 
 
 @job
+def purge_outbox() -> int:
+    """Forget outbox rows relayed more than OUTBOX_KEEP_DAYS ago."""
+    from .outbox import purge
+
+    return purge()
+
+
+@job
 def sync_upstream() -> int:
     """Refresh price and stock of products bought from upstream Kameng shops."""
     from ..api.upstream import sync_all

@@ -14,10 +14,10 @@ quick local runs): the request does the work itself right after its commit.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from ..extensions import db
 from ..tenants.scoping import platform_scope
@@ -111,6 +111,19 @@ def relay(limit: int = 500) -> int:
         _mark([row_id])
         handled += 1
     return handled
+
+
+def purge(now: datetime | None = None) -> int:
+    """Delete rows processed more than OUTBOX_KEEP_DAYS ago (the outbox grows by a row per
+    paid order, mail and webhook; once relayed, a row is only there to look at). Rows not yet
+    processed are never touched. Returns how many went."""
+    keep = timedelta(days=current_app.config.get("OUTBOX_KEEP_DAYS", 7))
+    cutoff = (now or datetime.now(UTC)) - keep
+    with platform_scope():
+        gone = db.session.execute(delete(Outbox).where(
+            Outbox.processed_at.is_not(None), Outbox.processed_at < cutoff)).rowcount
+        db.session.commit()
+    return gone
 
 
 def after_payment(order_id: int | None) -> None:

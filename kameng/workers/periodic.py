@@ -21,6 +21,7 @@ SCHEDULE = {
     "clean_nonces": 300,  # API nonces older than 10 minutes
     "sync_upstream": 900,  # price and stock of products from upstream Kameng shops
     "flush_views": 30,  # product page views counted in Redis -> product_view_counts
+    "purge_outbox": 86400,  # outbox rows relayed more than OUTBOX_KEEP_DAYS ago
 }
 
 

@@ -29,6 +29,7 @@ POLICIES = {
     "clean_nonces": ("default", 120, []),
     "sync_upstream": ("default", 600, []),
     "flush_views": ("default", 60, []),
+    "purge_outbox": ("default", 600, []),
 }
 
 
