@@ -7,6 +7,7 @@ processes are real `kameng worker` subprocesses against the same database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -142,6 +143,10 @@ def test_a_worker_killed_mid_delivery_loses_and_duplicates_nothing(
         if doomed.poll() is None:
             doomed.kill()
             doomed.wait(timeout=10)
+        # RQ's scheduler runs in a child process that outlives its killed parent: end the
+        # worker's whole process group (it was started in a session of its own).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(doomed.pid, signal.SIGKILL)
         doomed.stderr.close()
     assert _statuses(in_app, shop) == ["paid", "paid"]  # the killed delivery left no trace
     # A new worker takes what is left in the queue; the reconciler re-enqueues the order whose
