@@ -223,6 +223,14 @@ def create_admin(app: Flask):
 
 
 @pytest.fixture
+def admin(create_admin, admin_client):
+    """The admin host's client, logged in as a super-admin (root@kameng.test)."""
+    create_admin(email="root@kameng.test", password="admin-pass-1")
+    assert admin_client.login("root@kameng.test", "admin-pass-1").status_code == 302
+    return admin_client
+
+
+@pytest.fixture
 def owner_of(app: Flask):
     """owner_of(tenant) -> the shop's owner account (detached)."""
 

@@ -30,13 +30,6 @@ def owner(shop, client_for):
     return client
 
 
-@pytest.fixture
-def admin(create_admin, admin_client):
-    create_admin(email="root@kameng.test", password="admin-pass-1")
-    assert admin_client.login("root@kameng.test", "admin-pass-1").status_code == 302
-    return admin_client
-
-
 def body(page) -> str:
     return html.unescape(page.get_data(as_text=True))
 

@@ -628,13 +628,6 @@ def test_a_shop_without_a_subscription_has_no_limits(create_tenant, card_product
 # -- the consoles ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def admin(create_admin, admin_client):
-    create_admin(email="root@kameng.test", password="admin-pass-1")
-    assert admin_client.login("root@kameng.test", "admin-pass-1").status_code == 302
-    return admin_client
-
-
 def test_super_admin_manages_plans(admin, in_app):
     page = admin.submit("/billing/plans", {
         "code": "team", "name": "Team", "monthly_price": "199.00", "fee_percent": "1.5",

@@ -257,13 +257,6 @@ def test_codes_of_another_shop_are_out_of_reach(console, shop, create_tenant, cl
 # -- supply codes on the admin host ------------------------------------------------------------
 
 
-@pytest.fixture
-def admin(create_admin, admin_client):
-    create_admin(email="root@kameng.test", password="admin-pass-1")
-    assert admin_client.login("root@kameng.test", "admin-pass-1").status_code == 302
-    return admin_client
-
-
 def test_supply_code_pages(admin, shop, in_app, admin_client):
     from kameng.audit.models import AuditEvent
     from kameng.inventory.models import SupplyCode

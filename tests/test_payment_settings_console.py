@@ -56,13 +56,6 @@ def console(shop, client_for):
     return client
 
 
-@pytest.fixture
-def admin(create_admin, admin_client):
-    create_admin(email="root@kameng.test", password="admin-pass-1")
-    assert admin_client.login("root@kameng.test", "admin-pass-1").status_code == 302
-    return admin_client
-
-
 def body(page) -> str:
     """The page's text with HTML entities decoded, so a secret cannot hide behind escaping."""
     return html.unescape(page.get_data(as_text=True))

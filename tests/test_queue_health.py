@@ -76,13 +76,6 @@ def queues(app, redis_url):
     conn.close()
 
 
-@pytest.fixture
-def admin(create_admin, admin_client):
-    create_admin(email="root@kameng.test", password="admin-pass-1")
-    assert admin_client.login("root@kameng.test", "admin-pass-1").status_code == 302
-    return admin_client
-
-
 def _fail_a_job(conn: Redis, order_id: int = 7) -> str:
     """Enqueue a job that raises (no retries) and let a worker in this process run it."""
     job = Queue("default", connection=conn).enqueue(explode, order_id)

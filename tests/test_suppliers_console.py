@@ -63,13 +63,6 @@ def console(shop, client_for):
 
 
 @pytest.fixture
-def admin(create_admin, admin_client):
-    create_admin(email="root@kameng.test", password="admin-pass-1")
-    assert admin_client.login("root@kameng.test", "admin-pass-1").status_code == 302
-    return admin_client
-
-
-@pytest.fixture
 def make_supplier(in_app):
     """make_supplier(tenant_id or None, name=…) -> id, through the service."""
 

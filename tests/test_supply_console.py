@@ -12,13 +12,6 @@ from sqlalchemy import select
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
-@pytest.fixture
-def admin(create_admin, admin_client):
-    create_admin(email="root@kameng.test", password="admin-pass-1")
-    assert admin_client.login("root@kameng.test", "admin-pass-1").status_code == 302
-    return admin_client
-
-
 def product_form(**overrides) -> dict:
     """A complete supply product form as a browser would post it."""
     data = {
