@@ -1,17 +1,24 @@
 """Orders per second through Kameng's full paid path vs a minimal order endpoint, PostgreSQL.
 
 Both run under gunicorn with the same settings (2 sync workers), against the same fresh
-PostgreSQL database, driven by the same load generator (threads with http.client), same run:
+PostgreSQL database, driven by the same load generator (threads with http.client), same run,
+with Kameng deployed as `make run` and docs/operations.md deploy it: a Redis (REDIS_URL, or a
+private redis-server) and one `kameng worker` running throughout, for both measurements:
 
   - minimal: POST /order inserts one order row and claims one code with FOR UPDATE SKIP LOCKED
     (one request per order: the floor of what any order endpoint costs here);
-  - kameng: per order, POST /product/<id>/checkout (priced by quote(), code reserved),
-    GET /order/<token>/pay (sandbox payment started), POST /pay/notify/sandbox (HMAC-signed
-    notification: verified, stored once, order paid, code sold — delivered inline).
+  - kameng: per order, POST /product/<id>/checkout (priced by quote(), code reserved, sandbox
+    payment started: a redirect straight to the gateway's page), then POST /pay/notify/sandbox
+    (HMAC-signed notification: verified, stored once, order paid, delivery queued). The worker
+    delivers beside the load; after it, every order must be delivered exactly once.
+    (A checkout answering with a redirect to /order/<token>/pay is followed there too.)
 
 Target: kameng orders/s >= 0.5x minimal requests/s.
 
-    .venv/bin/python bench/checkout.py [--seconds 20] [--clients 8] [--workers 2]
+    .venv/bin/python bench/checkout.py [--seconds 20] [--clients 8] [--workers 2] [--inline]
+
+--inline: no Redis and no worker; each notification delivers in its own request (the
+no-Redis mode of a laptop), as this benchmark measured before 2026-11-26 evening.
 """
 
 from __future__ import annotations
@@ -102,8 +109,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def env_for(db_url: str) -> dict:
+def env_for(db_url: str, redis_url: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    if redis_url:
+        env.update({"REDIS_URL": redis_url, "DELIVERY_MODE": "queue"})
     env.update({
         "DATABASE_URL": db_url, "KAMENG_ENV": "development",
         "ENCRYPTION_KEYS": "3Yh0Fz0r2bq3oBq1vJm7cC1cJ0mJ8m6B0S1nW2e5xqY=",
@@ -184,16 +193,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--inline", action="store_true",
+                        help="no Redis, no worker: deliver inside the notification request")
     args = parser.parse_args()
     import psycopg
+    from redis import Redis
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from delivery import PrivateRedis, Worker  # (delivery.py imports this module's helpers)
 
     name = f"kameng_bench_co_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_SERVER.rsplit("/", 1)[0] + "/" + name
-    env = env_for(url)
     workdir = Path(tempfile.mkdtemp(prefix="kameng-co-"))
-    servers = []
+    private = None
+    if not args.inline and not os.environ.get("REDIS_URL"):
+        private = PrivateRedis(workdir)
+    redis_url = None if args.inline else (os.environ.get("REDIS_URL") or private.url)
+    env = env_for(url, redis_url)
+    servers, worker = [], None
     try:
         subprocess.run([PY, "-m", "kameng", "db", "upgrade"], env=env, cwd=ROOT, check=True,
                        capture_output=True)
@@ -201,6 +220,8 @@ def main() -> None:
             [PY, "-c", SETUP, str(CODES)], env=env, cwd=ROOT, check=True, capture_output=True,
             text=True).stdout.split()
         host = "bench.localhost"
+        if redis_url:
+            worker = Worker(env, Redis.from_url(redis_url))  # beside both measurements
 
         # -- the minimal endpoint ------------------------------------------------------------
         (workdir / "minimal_app.py").write_text(MINIMAL_APP)
@@ -225,6 +246,7 @@ def main() -> None:
         # -- kameng's paid path --------------------------------------------------------------
         kameng = Server("kameng:create_app()", env, args.workers, ROOT)
         servers.append(kameng)
+        steps: set[int] = set()  # requests per order seen (2: checkout started the payment)
         token_re = re.compile(rb'name="csrf_token" type="hidden" value="([^"]+)"')
 
         def kameng_order(state):
@@ -242,11 +264,19 @@ def main() -> None:
                 headers={"Content-Type": "application/x-www-form-urlencoded"}, cookies=cookies)
             if status != 302:
                 return False
-            pay_path = urlsplit(headers["Location"]).path
-            status, headers, _ = request(kameng.port, "GET", pay_path, host=host, cookies=cookies)
-            if status != 302:
+            target = urlsplit(headers["Location"]).path
+            state.pop("requests", None)
+            if target.endswith("/pay"):  # the payment step, where checkout does not start it
+                state["requests"] = 3
+                status, headers, _ = request(kameng.port, "GET", target, host=host,
+                                             cookies=cookies)
+                if status != 302:
+                    return False
+                target = urlsplit(headers["Location"]).path
+            if not target.startswith("/pay/sandbox/"):
                 return False
-            reference = urlsplit(headers["Location"]).path.rsplit("/", 1)[1]
+            steps.add(2 if "requests" not in state else 3)
+            reference = target.rsplit("/", 1)[1]
             body = json.dumps({"event_id": f"evt_{secrets.token_hex(8)}", "reference": reference,
                                "tenant_id": int(tenant_id), "status": "succeeded", "amount": 100,
                                "currency": "CNY"}, separators=(",", ":")).encode()
@@ -265,31 +295,52 @@ def main() -> None:
         servers.remove(kameng)
         kameng_rps = k_done / args.seconds
 
-        with psycopg.connect(url) as conn:
-            delivered = conn.execute(
-                "SELECT count(*) FROM orders WHERE status = 'delivered'").fetchone()[0]
-            undelivered = conn.execute(
-                "SELECT count(*) FROM orders WHERE status IN ('paid', 'delivering')").fetchone()[0]
-            sold = conn.execute("SELECT count(*) FROM card_codes WHERE status = 'sold'"
-                                ).fetchone()[0]
+        deadline = time.time() + 120  # the worker finishes what the load left queued
+        with psycopg.connect(url, autocommit=True) as conn:
+            while True:
+                paid, delivered, undelivered = conn.execute(
+                    "SELECT count(*) FILTER (WHERE status NOT IN ('pending', 'expired')), "
+                    "count(*) FILTER (WHERE status = 'delivered'), "
+                    "count(*) FILTER (WHERE status IN ('paid', 'delivering')) FROM orders"
+                ).fetchone()
+                if not undelivered or time.time() > deadline:
+                    break
+                time.sleep(0.5)
+            sold, twice = conn.execute(
+                "SELECT count(*), count(*) - count(DISTINCT order_id) FROM card_codes "
+                "WHERE status = 'sold'").fetchone()
+        ledger = subprocess.run([PY, "-m", "kameng", "ledger", "check"], env=env, cwd=ROOT,
+                                capture_output=True, text=True)
+        exact = paid == delivered == sold and not twice and ledger.returncode == 0
 
         def p(values, q):
             return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 2 else 0
 
         ratio = kameng_rps / minimal_rps
         print(f"kameng paid path: {kameng_rps:.1f} orders/s ({k_errors} errors); "
-              f"{delivered} delivered, {undelivered} paid but undelivered, {sold} codes sold")
+              f"{paid} paid (warm-up included), {delivered} delivered, {undelivered} paid but "
+              f"undelivered, {sold} codes sold, {twice} sold twice; ledger check "
+              f"{'OK' if ledger.returncode == 0 else 'FAILED: ' + ledger.stdout + ledger.stderr}"
+              f"; exactly once: {'yes' if exact else 'NO'}")
+        mode = "inline delivery, no worker" if args.inline else "delivery on the worker"
+        per_order = "/".join(str(n) for n in sorted(steps)) or "?"
         print()
         print("| path | orders/s | p50 ms | p99 ms | errors |")
         print("|---|---|---|---|---|")
         print(f"| minimal endpoint (1 request/order) | {minimal_rps:.1f} | {p(m_lat, 50):.0f} | "
               f"{p(m_lat, 99):.0f} | {m_errors} |")
-        print(f"| kameng checkout -> sandbox notify -> delivered (3 requests/order) | "
+        print(f"| kameng checkout -> sandbox notify -> paid ({per_order} requests/order, {mode}) | "
               f"{kameng_rps:.1f} | {p(k_lat, 50):.0f} | {p(k_lat, 99):.0f} | {k_errors} |")
         print(f"\nratio {ratio:.2f}x (target >= 0.50): {'PASS' if ratio >= 0.5 else 'FAIL'}")
+        if not exact:
+            raise SystemExit("orders were not delivered exactly once: see above")
     finally:
         for server in servers:
             server.stop()
+        if worker is not None:
+            worker.stop()
+        if private is not None:
+            private.stop()
         with psycopg.connect(PG_SERVER, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

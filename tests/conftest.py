@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
@@ -35,6 +36,26 @@ from kameng.tenants.hosts import resolver
 from kameng.tenants.scoping import platform_scope, tenant_scope
 
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def order_token(response) -> str:
+    """The order link token behind a checkout's redirect: /order/<token>/pay (the payment
+    step), or the return address of a gateway checkout went straight on to (the sandbox's
+    `return`, EPay's `return_url`)."""
+    assert response.status_code == 302, response.status_code
+    where = urlsplit(response.location)
+    if where.path.startswith("/order/"):
+        return where.path.split("/")[2]
+    query = parse_qs(where.query)
+    for key in ("return", "return_url"):
+        if key in query:
+            return urlsplit(query[key][0]).path.split("/")[2]
+    raise AssertionError(f"no order link in {response.location}")
+
+
+def order_path(response) -> str:
+    """/order/<token>: the order page behind a checkout's redirect (see order_token)."""
+    return f"/order/{order_token(response)}"
 
 
 def _is_postgres(url: str) -> bool:
@@ -376,13 +397,12 @@ def buy(app: Flask):
 @pytest.fixture
 def pay_sandbox(app: Flask):
     """pay_sandbox(client, checkout_response, outcome="pay") -> the order page response."""
-    from urllib.parse import urlsplit
 
     def pay(client, response, outcome="pay"):
         assert response.status_code == 302, response.get_data(as_text=True)[:2000]
-        sandbox = client.get(response.location)  # /order/<token>/pay -> the sandbox page
-        assert sandbox.status_code == 302, sandbox.status_code
-        page = urlsplit(sandbox.location)
+        # Checkout starts the sandbox payment itself: straight on to the sandbox's page.
+        page = urlsplit(response.location)
+        assert page.path.startswith("/pay/sandbox/"), response.location
         path = page.path + ("?" + page.query if page.query else "")
         token = client.csrf_token(path)
         done = client.post(path, data={"csrf_token": token, "outcome": outcome})

@@ -17,14 +17,13 @@ from kameng.orders.models import Order
 from kameng.payments.models import Payment
 from kameng.tenants.models import Tenant
 
+from .conftest import order_path as order_path_of
+from .conftest import order_token
+
 
 @pytest.fixture
 def shop(create_tenant):
     return create_tenant(slug="demo", name="Demo Card Shop")
-
-
-def _token_of(response) -> str:
-    return response.location.rsplit("/order/", 1)[1].split("/")[0]
 
 
 def _codes(in_app, shop, status=None):
@@ -38,7 +37,7 @@ def test_a_guest_buys_a_card_with_the_sandbox_and_sees_the_code(shop, card_produ
     product_id = card_product(shop, codes=["GAME-CODE-1", "GAME-CODE-2"], price=1000)
     client = client_for(shop)
     placed = buy(client, product_id, email="Guest@Example.test")
-    assert placed.status_code == 302 and "/pay" in placed.location
+    assert placed.status_code == 302 and "/pay/sandbox/" in placed.location
     assert _codes(in_app, shop) == {"available": 1, "reserved": 1}
     page = pay_sandbox(client, placed)
     html = page.get_data(as_text=True)
@@ -51,7 +50,7 @@ def test_a_guest_buys_a_card_with_the_sandbox_and_sees_the_code(shop, card_produ
         assert [e.to_status for e in order.events if e.to_status] == \
             ["paid", "delivering", "delivered"]
     # the order link of shop A shows nothing on shop B
-    assert client_for("other.localhost").get(f"/order/{_token_of(placed)}").status_code == 404
+    assert client_for("other.localhost").get(f"/order/{order_token(placed)}").status_code == 404
 
 
 def test_a_failed_sandbox_payment_leaves_the_order_pending(shop, card_product, client_for, buy,
@@ -167,6 +166,24 @@ def test_a_shop_whose_wallet_cannot_cover_the_supply_cost_cannot_sell_it(shop, c
         assert notice.kind == "wallet_short" and "Supply card" in notice.message
 
 
+def test_an_overdue_reservation_gives_its_codes_to_the_next_buyer(shop, card_product,
+                                                                    client_for, buy, in_app):
+    """The scheduled sweep may not have run yet: a checkout short of stock expires the shop's
+    overdue orders first, takes what they held, and says how many are left when still short."""
+    product_id = card_product(shop, codes=["O-1", "O-2"])
+    assert buy(client_for(shop), product_id, qty=2, email="slow@example.test").status_code == 302
+    with in_app(shop) as session:  # overdue, not yet swept
+        session.execute(update(Order).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        session.commit()
+    assert buy(client_for(shop), product_id, email="next@example.test").status_code == 302
+    short = buy(client_for(shop), product_id, qty=2, email="late@example.test")
+    assert short.status_code == 409 and "only 1 left" in short.get_data(as_text=True)
+    with in_app(shop) as session:
+        by_email = {o.email: o.status for o in session.scalars(select(Order))}
+        assert by_email == {"slow@example.test": "expired", "next@example.test": "pending"}
+    assert _codes(in_app, shop) == {"available": 1, "reserved": 1}
+
+
 def _expire_all(in_app, shop):
     with in_app(shop) as session:
         session.execute(update(Order).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
@@ -180,7 +197,7 @@ def test_a_late_payment_is_delivered_when_stock_is_still_there(shop, card_produc
     product_id = card_product(shop, codes=["LATE-1"])
     client = client_for(shop)
     placed = buy(client, product_id)
-    sandbox_page = client.get(placed.location).location
+    sandbox_page = placed.location  # checkout went straight to the sandbox's page
     _expire_all(in_app, shop)
     assert _codes(in_app, shop) == {"available": 1}
     token = client.csrf_token(sandbox_page)
@@ -199,7 +216,7 @@ def test_a_late_payment_without_stock_credits_a_buyer_or_flags_a_guest(
     late = {}
     for name, client in (("member", member), ("guest", guest)):
         placed = buy(client, product_id, email=f"{name}@example.test")
-        late[name] = (client, client.get(placed.location).location)
+        late[name] = (client, placed.location)  # the sandbox's page
         _expire_all(in_app, shop)
     with in_app(shop) as session:  # meanwhile someone else bought the only code
         session.execute(update(CardCode).values(status="sold"))
@@ -354,7 +371,7 @@ def test_cancel_a_pending_order_releases_its_codes(shop, card_product, client_fo
     product_id = card_product(shop, codes=["K-1"])
     client = client_for(shop)
     placed = buy(client, product_id)
-    order_path = placed.location.removesuffix("/pay")
+    order_path = order_path_of(placed)
     cancelled = client.submit(order_path + "/cancel", {}, form_path=order_path)
     assert cancelled.status_code == 302
     assert "cancelled" in client.get(order_path).get_data(as_text=True)

@@ -11,6 +11,8 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select, update
 
+from .conftest import order_token
+
 OWNER = ("owner@helpdesk.test", "owner-help-1")
 
 
@@ -36,7 +38,7 @@ def order(shop, product, client_for, buy, pay_sandbox):
     def place(email="buyer@example.test", client=None):
         client = client or client_for(shop)
         checkout = buy(client, product, email=email)
-        token = checkout.location.split("/")[2]
+        token = order_token(checkout)
         page = pay_sandbox(client, checkout)
         assert page.status_code == 200
         number = re.search(r"Order (\S+)</h1>", text(page)).group(1)
@@ -172,7 +174,7 @@ def test_the_buyer_form_shows_errors_and_refuses_what_it_cannot_do(order, client
     # An unpaid order has nothing to report.
     client = client_for(shop)
     pending = buy(client, product, email="slow@example.test")
-    token = pending.location.split("/")[2]
+    token = order_token(pending)
     refused = client.get(f"/order/{token}/report")
     assert refused.status_code == 302 and refused.location.endswith(f"/order/{token}")
     assert "delivered order" in text(client.get(refused.location))

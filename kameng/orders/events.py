@@ -40,7 +40,9 @@ def order_link(order) -> str | None:
 
 
 def order_paid(order) -> None:
-    webhooks.emit(order.tenant_id, "order.paid", order_payload(order))
+    endpoints = webhooks.subscribed(order.tenant_id, "order.paid")
+    if endpoints:  # the payload reads the order's lines: only when someone listens
+        webhooks.emit(order.tenant_id, "order.paid", order_payload(order), endpoints)
 
 
 def order_delivered(order) -> None:

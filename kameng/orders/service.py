@@ -147,8 +147,6 @@ def checkout(tenant: Tenant, request: CheckoutRequest) -> Placed:
     product = catalog.get_product(request.product_id)
     if not product.on_sale or (product.category is not None and not product.category.active):
         raise NotFound(_l("This product is not on sale."))
-    if product.kind == "card":
-        expire_due_orders(tenant_id=tenant.id)
     by_buyer, by_ip = _open_orders(tenant.id, customer=request.customer, email=email,
                                    ip=request.ip)
     if by_buyer >= config["MAX_OPEN_ORDERS_PER_BUYER"] or by_ip >= config["MAX_OPEN_ORDERS_PER_IP"]:
@@ -197,7 +195,7 @@ def checkout(tenant: Tenant, request: CheckoutRequest) -> Placed:
     db.session.add(line)
     db.session.flush()
     if product.kind == "card":
-        inventory.reserve_codes(product, priced.qty, order_id=order.id, until=order.expires_at)
+        _reserve_codes(tenant, product, priced.qty, order)
     if order.cost_total:
         try:
             ledger.place_hold(f"order:{order.id}:supply-cost",
@@ -211,6 +209,22 @@ def checkout(tenant: Tenant, request: CheckoutRequest) -> Placed:
     note(order, f"Order placed: {line.qty} × {line.title}, total "
                 f"{format_money(order.total, order.currency)}", actor=email)
     return Placed(order=order, token=token)
+
+
+def _reserve_codes(tenant: Tenant, product: Product, qty: int, order: Order) -> None:
+    """Reserve the order's codes. When stock is short, this shop's unpaid orders past their
+    time are expired first (their codes go back to stock) and the rest is tried again — the
+    scheduled sweep may not have run yet."""
+    try:
+        inventory.reserve_codes(product, qty, order_id=order.id, until=order.expires_at)
+    except inventory.SoldOut as short:
+        if not expire_due_orders(tenant_id=tenant.id):
+            raise
+        try:
+            inventory.reserve_codes(product, qty - short.available, order_id=order.id,
+                                    until=order.expires_at)
+        except inventory.SoldOut as still_short:
+            raise inventory.SoldOut(short.available + still_short.available) from None
 
 
 class ShopWalletShort(DomainError):
@@ -303,7 +317,7 @@ def mark_paid(order: Order, *, payment=None, actor: str = "system", note_text: s
 def _post_payment(tenant: Tenant, order: Order, payment, customer: Customer | None) -> None:
     """The ledger side of a payment."""
     key = f"order:{order.id}"
-    for hold in ledger.holds_of_order(order.id):
+    for hold in ledger.holds_of_order(order.id) if order.points_used else ():
         if hold.account.kind == "buyer_points":
             ledger.capture_hold(hold, f"{key}:points-redeemed", "points_redeemed",
                                 ledger.get_account("shop_points", currency=ledger.POINTS,

@@ -51,7 +51,8 @@ def checkout(product_id: int):
     if checkout_needs_csrf():
         csrf.protect()  # refused as every other form is (400, CSRFError's page)
     shop = current_tenant()
-    form = checkout_form(shop, _product_or_404(product_id), _buyer(), request.form)
+    product = _product_or_404(product_id)  # held: the service finds it in the session
+    form = checkout_form(shop, product, _buyer(), request.form)
     if not form.validate_on_submit():
         return product_page(product_id, form, 422)
     try:
@@ -71,6 +72,9 @@ def checkout(product_id: int):
                             else 422)
     db.session.commit()
     _remember(placed.order)
+    if payments.starts_with_redirect(shop, placed.order, _buyer()):
+        # Straight on to the gateway: the payment step would only redirect there.
+        return _start_payment(shop, placed.order, placed.token)
     return redirect(url_for(".pay", token=placed.token))
 
 
@@ -108,6 +112,11 @@ def pay(token: str):
         return _pay_from_wallet(shop, order, token)
     if request.method == "POST":
         abort(405)
+    return _start_payment(shop, order, token)
+
+
+def _start_payment(shop, order: Order, token: str):
+    """A new payment attempt for the order: to the gateway (or its QR code or form page)."""
     try:
         payment, start = payments.start_payment(shop, order, _urls(token), _buyer())
     except DomainError as error:

@@ -79,9 +79,10 @@ def _complete(gateway: type[Gateway], values: dict) -> bool:
                for f in gateway.credential_fields if f.required)
 
 
-def ensure_sandbox_account(tenant) -> PaymentAccount:
-    """The shop's sandbox account, with a random signing secret created on first use."""
-    account = shop_account("sandbox")
+def ensure_sandbox_account(tenant, account: PaymentAccount | None = None) -> PaymentAccount:
+    """The shop's sandbox account (`account` when the caller has it already), with a random
+    signing secret created on first use."""
+    account = account or shop_account("sandbox")
     if account is None:  # created once even when several buyers start paying at once
         insert_or_ignore(PaymentAccount, {
             "tenant_id": tenant.id, "gateway": "sandbox", "enabled": True,
@@ -169,6 +170,7 @@ def _gateway_methods(tenant) -> list[Method]:
     if (tenant.settings or {}).get("platform_payments", True):
         platform_accounts = {a.gateway: a for a in db.session.scalars(
             select(PlatformPaymentAccount).where(PlatformPaymentAccount.enabled.is_(True)))}
+    _seen_accounts()[tenant.id] = {"shop": shop_accounts, "platform": platform_accounts}
     methods = []
     for name, kind in GATEWAYS.items():
         if name == "sandbox":
@@ -182,6 +184,12 @@ def _gateway_methods(tenant) -> list[Method]:
                 methods.append(Method(name, kind.label, owner))
                 break
     return methods
+
+
+def _seen_accounts() -> dict:
+    """Accounts this request has loaded already, per shop and owner (gateway_for reuses them:
+    the same ORM objects, so a change within the request shows)."""
+    return g.setdefault("_kameng_accounts", {}) if has_request_context() else {}
 
 
 def available_methods(tenant, customer=None) -> list[Method]:
@@ -211,13 +219,14 @@ def gateway_for(tenant, name: str, owner: str) -> Gateway:
     kind = GATEWAYS.get(name)
     if kind is None:
         raise DomainError(_l("Unknown payment gateway."))
+    seen = _seen_accounts().get(tenant.id if tenant else None, {}).get(owner, {}).get(name)
     if name == "sandbox":
         if not sandbox_allowed(tenant):
             raise DomainError(_l("The sandbox is not available for this shop."))
-        account = ensure_sandbox_account(tenant)
+        account = ensure_sandbox_account(tenant, seen if owner == "shop" else None)
     elif owner == "platform":
-        account = platform_account(name)
+        account = seen or platform_account(name)
     else:
-        account = shop_account(name)
+        account = seen or shop_account(name)
     values = decrypt_credentials(account.credentials) if account else {}
     return kind(values, owner=owner, tenant_id=tenant.id if tenant else None)

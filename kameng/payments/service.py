@@ -68,6 +68,18 @@ def start_payment(tenant: Tenant, order: Order, urls: ReturnUrls, customer=None
     return payment, start
 
 
+def starts_with_redirect(tenant: Tenant, order: Order, customer=None) -> bool:
+    """Whether paying `order` means only sending the buyer on to its gateway (no page of
+    ours in between): checkout then starts the payment itself."""
+    if order.payment_method == BALANCE:
+        return False
+    try:
+        method = method_available(tenant, order.payment_method, customer)
+        return gateway_for(tenant, method.name, method.owner).redirects_at_start()
+    except DomainError:
+        return False  # the payment step explains it
+
+
 def pay_with_balance(tenant: Tenant, order: Order, customer: Customer) -> Payment:
     """Pay a pending order from the buyer's wallet (InsufficientFunds when it is short)."""
     if order.customer_id != customer.id:

@@ -97,6 +97,11 @@ class Gateway:
     def start(self, order, payment, urls: ReturnUrls) -> PaymentStart:
         raise NotImplementedError
 
+    def redirects_at_start(self) -> bool:
+        """Whether `start` always answers with a redirect (no page of ours to show): checkout
+        then sends the buyer straight on to the gateway."""
+        return False
+
     def verify_notification(self, body: bytes, headers, form) -> PaymentEvent:
         """Check the notification's signature and freshness and read it; InvalidNotification
         otherwise. Matching it to the order, amount and currency is the caller's job."""

@@ -226,6 +226,9 @@ class EpayGateway(Gateway):
         query = urlencode(self.signed(params))
         return PaymentStart(kind="redirect", url=f"{base}/submit.php?{query}")
 
+    def redirects_at_start(self) -> bool:
+        return self._setting("mode").lower() != "mapi"  # mapi may answer with a QR code
+
     def _start_mapi(self, base: str, params: dict, order) -> PaymentStart:
         """Ask the server for the payment itself (mapi.php): a QR code or a pay URL."""
         params = {**params, "clientip": order.ip or "127.0.0.1"}

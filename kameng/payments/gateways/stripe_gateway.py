@@ -239,6 +239,9 @@ class StripeGateway(Gateway):
             raise GatewayError(_l("Stripe did not return a payment page; please try again."))
         return PaymentStart(kind="redirect", url=session["url"], external_id=session["id"])
 
+    def redirects_at_start(self) -> bool:
+        return True  # to the Checkout Session's page
+
     def query(self, payment) -> PaymentEvent | None:
         """The payment's Checkout Session as Stripe sees it now."""
         if not payment.external_id:
