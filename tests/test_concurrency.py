@@ -154,3 +154,80 @@ def test_30_concurrent_wallet_payments_against_a_balance_that_covers_10(
         assert (wallet.balance, wallet.held) == (0, 0)
         assert session.scalar(select(func.count()).select_from(Order)
                               .where(Order.status == "paid")) == 10
+
+
+def test_delivery_batches_of_two_shops_supply_orders_never_deadlock(
+        app, create_tenant, in_app, monkeypatch):
+    """Every delivery of a supply product moves its shop's wallet and the platform's revenue
+    account. A batch delivering both shops' orders and a delivery of one order running beside
+    it must lock those rows in one order; they once locked them in opposite orders, and
+    PostgreSQL aborted one of them as a deadlock."""
+    import threading
+
+    from kameng.audit.service import Actor
+    from kameng.catalog import service as catalog
+    from kameng.delivery import service as delivery
+    from kameng.inventory.service import import_codes
+    from kameng.orders.service import CheckoutRequest, checkout, mark_paid
+
+    monkeypatch.setitem(app.config, "PLATFORM_FEE_BP", 0)
+    with in_app() as session:
+        supply = catalog.create_supply_product(name="Supply card", cost=800)
+        import_codes(supply, [f"S-{n}" for n in range(3)], actor=Actor.system())
+        ledger.get_account("platform_revenue", currency="CNY")  # the shared row, there first
+        session.commit()
+        supply_id = supply.id
+    shops, listings = [create_tenant(slug="dead-a"), create_tenant(slug="dead-b")], []
+    for shop in shops:
+        with in_app(shop) as session:
+            listing = catalog.list_supply_product(session.get(Tenant, shop.id),
+                                                  catalog.get_supply_product(supply_id))
+            ledger.transfer(f"fund-{shop.id}", "platform_funding",
+                            ledger.get_account("platform_funding", currency="CNY"),
+                            ledger.shop_wallet(shop.id, "CNY"), 10_000, tenant_id=shop.id)
+            session.commit()
+            listings.append(listing.id)
+
+    def paid_order(shop, listing_id, email):
+        with app.app_context(), tenant_scope(shop.id):
+            placed = checkout(db.session.get(Tenant, shop.id), CheckoutRequest(
+                product_id=listing_id, qty=1, email=email, payment_method="sandbox"))
+            assert mark_paid(placed.order, actor="test")
+            db.session.commit()
+            return placed.order.id
+
+    # x: shop B's, delivered first by the batch; y: shop A's, delivered alone beside it;
+    # z: shop A's, the batch's second order.
+    x = paid_order(shops[1], listings[1], "x@example.test")
+    y = paid_order(shops[0], listings[0], "y@example.test")
+    z = paid_order(shops[0], listings[0], "z@example.test")
+    lead_done = threading.Event()
+    waiting = delivery._deliver_waiting
+
+    def slow_batch(*args, **kwargs):  # the batch's lead is done; the single delivery starts
+        lead_done.set()
+        time.sleep(1.0)
+        return waiting(*args, **kwargs)
+
+    monkeypatch.setattr(delivery, "_deliver_waiting", slow_batch)
+    errors = []
+
+    def deliver(order_id, batch):
+        try:
+            with app.app_context():
+                delivery.deliver_order(order_id, batch=batch)
+        except Exception as error:  # a deadlock aborts one of them
+            errors.append(repr(error))
+
+    batch = threading.Thread(target=deliver, args=(x, 2))
+    batch.start()
+    assert lead_done.wait(10)
+    deliver(y, 1)
+    batch.join(30)
+    assert errors == []
+    with in_app() as session:
+        statuses = dict(session.execute(select(Order.id, Order.status)).all())
+        assert statuses == {x: "delivered", y: "delivered", z: "delivered"}
+        for shop, spent in zip(shops, (2 * 800, 800), strict=True):
+            wallet = ledger.shop_wallet(shop.id, "CNY")
+            assert (wallet.balance, wallet.held) == (10_000 - spent, 0)

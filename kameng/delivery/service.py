@@ -53,13 +53,34 @@ class DeliveryProblem(Exception):
 
 def _capture_supply_cost(order: Order) -> None:
     """The codes are out: the shop pays the platform the supply cost it had on hold."""
-    if not order.cost_total:
+    _capture_supply_costs([order])
+
+
+def _capture_supply_costs(orders: list[Order]) -> None:
+    """`_capture_supply_cost` for every order one transaction delivered (a batch), at its end.
+
+    Each capture moves a shop's wallet and the platform's revenue account. With several, all
+    their rows are locked first, lowest id first — the order every ledger transaction locks
+    accounts in — so two workers' batches, or a batch and a single delivery, never hold them
+    in opposite orders (a deadlock, which PostgreSQL breaks by aborting one of them).
+    """
+    costly = [order for order in orders if order.cost_total]
+    if not costly:
         return  # no supply cost, so no hold was placed (checkout holds only a cost_total)
-    for hold in ledger.holds_of_order(order.id):
-        if hold.account.kind == "shop_wallet":
-            ledger.capture_hold(hold, f"order:{order.id}:supply-cost", "supply_cost",
-                                ledger.get_account("platform_revenue", currency=order.currency),
-                                tenant_id=order.tenant_id, order_id=order.id)
+    with platform_scope():
+        holds = ledger.holds_of_orders([order.id for order in costly])
+        revenue = {currency: ledger.get_account("platform_revenue", currency=currency)
+                   for currency in {order.currency for order in costly}}
+        if len(costly) > 1:  # one capture is one ledger transaction: it locks in order itself
+            ledger.lock_accounts({hold.account_id for hold in holds}
+                                 | {account.id for account in revenue.values()})
+    for order in costly:
+        with tenant_scope(order.tenant_id):
+            for hold in holds:
+                if hold.order_id == order.id and hold.account.kind == "shop_wallet":
+                    ledger.capture_hold(hold, f"order:{order.id}:supply-cost", "supply_cost",
+                                        revenue[order.currency], tenant_id=order.tenant_id,
+                                        order_id=order.id)
 
 
 def _deliver_card(order: Order, line: OrderLine) -> str:
@@ -152,7 +173,8 @@ def deliver_order(order_id: int, *, batch: int = 1) -> str:
             db.session.rollback()
             return fail_delivery(order_id, str(problem))
         if all(outcome == "delivered" for outcome in outcomes):
-            _capture_supply_cost(order)
+            if batch <= 1:
+                _capture_supply_cost(order)  # else with the batch's, after it (same commit)
             transition(order, "delivered", from_status="delivering")
             events.order_delivered(order)
         else:
@@ -164,7 +186,8 @@ def deliver_order(order_id: int, *, batch: int = 1) -> str:
                 events.order_awaiting(order)
         db.session.flush()
     if batch > 1:
-        _deliver_waiting(batch - 1, besides=order.id)
+        delivered = [order] if order.status == "delivered" else []
+        _capture_supply_costs(delivered + _deliver_waiting(batch - 1, besides=order.id))
     db.session.commit()
     return order.status
 
@@ -196,9 +219,10 @@ def _with_lines_and_products(query):
             .options(contains_eager(Order.lines)))
 
 
-def _deliver_waiting(limit: int, *, besides: int) -> None:
+def _deliver_waiting(limit: int, *, besides: int) -> list[Order]:
     """Deliver up to `limit` other paid card/fixed-content orders, oldest payment first, in the
-    caller's transaction (the caller commits once for all).
+    caller's transaction (the caller captures their supply costs, `_capture_supply_costs`,
+    and commits once for all). Returns the orders delivered.
 
     The orders are claimed with `FOR UPDATE SKIP LOCKED` (PostgreSQL: another worker's
     delivery is skipped, not waited for; SQLite serialises writers, and this transaction has
@@ -218,7 +242,7 @@ def _deliver_waiting(limit: int, *, besides: int) -> None:
             .order_by(Order.expires_at, Order.id).limit(limit)
             .with_for_update(skip_locked=True)))
         if not ids:
-            return
+            return []
         rows = db.session.execute(
             _with_lines_and_products(select(Order, Tenant, Product))
             .where(Order.id.in_(ids)).order_by(Order.expires_at, Order.id, OrderLine.id)
@@ -235,6 +259,7 @@ def _deliver_waiting(limit: int, *, besides: int) -> None:
     for order, reason in problems:
         with tenant_scope(order.tenant_id):
             _record_failure(order, reason)
+    return delivered
 
 
 def _deliver_together(orders: list[Order]) -> list[Order] | None:
@@ -259,8 +284,6 @@ def _deliver_together(orders: list[Order]) -> list[Order] | None:
             if not inventory.sell_reservations(sales):
                 raise DeliveryProblem("a reservation does not cover its line")
             _fault_pause()
-        for order in started:
-            _capture_supply_cost(order)
         savepoint.commit()
     except Exception as error:
         savepoint.rollback()
@@ -287,7 +310,6 @@ def _deliver_one_by_one(orders: list[Order]) -> tuple[list[Order], list[tuple[Or
                     continue  # someone else moved it first
                 for line in order.lines:
                     STRATEGIES[line.delivery_kind](order, line)
-                _capture_supply_cost(order)
                 savepoint.commit()
             except DeliveryProblem as problem:
                 savepoint.rollback()

@@ -104,8 +104,10 @@ def post(key: str, kind: str, entries: Iterable[tuple[LedgerAccount, int]], *,
     db.session.add(transaction)
     db.session.flush()
     held = _held or {}
-    # Debits first, in account order, so concurrent transfers lock rows in the same order.
-    for account, amount in sorted(entries, key=lambda e: (e[1] > 0, e[0].id)):
+    # Lowest account id first: the one order in which the ledger locks account rows (see
+    # lock_accounts), so concurrent transactions never hold two accounts in opposite orders.
+    # A debit the account cannot cover raises with earlier moves made: the caller rolls back.
+    for account, amount in sorted(entries, key=lambda e: e[0].id):
         if not _move(account.id, amount, release_held=held.get(account.id, 0)):
             raise InsufficientFunds()
         db.session.add(LedgerPosting(transaction_id=transaction.id, account_id=account.id,
@@ -185,10 +187,25 @@ def capture_hold(hold: LedgerHold, key: str, kind: str, target: LedgerAccount, *
 
 
 def holds_of_order(order_id: int, status: str | None = "active") -> list[LedgerHold]:
-    query = select(LedgerHold).where(LedgerHold.order_id == order_id)
+    return holds_of_orders([order_id], status)
+
+
+def holds_of_orders(order_ids: list[int], status: str | None = "active") -> list[LedgerHold]:
+    query = select(LedgerHold).where(LedgerHold.order_id.in_(order_ids)).order_by(LedgerHold.id)
     if status:
         query = query.where(LedgerHold.status == status)
     return list(db.session.scalars(query))
+
+
+def lock_accounts(account_ids) -> None:
+    """Lock these accounts' rows until the transaction ends, lowest id first — the order `post`
+    moves them in. A transaction that posts several times over different accounts (a delivery
+    batch) locks them all first, so that it cannot hold one another transaction waits for
+    while waiting for one that transaction holds. (SQLite locks the whole database instead.)"""
+    ids = sorted(set(account_ids))
+    if ids:
+        db.session.execute(select(LedgerAccount.id).where(LedgerAccount.id.in_(ids))
+                           .order_by(LedgerAccount.id).with_for_update())
 
 
 # -- reading ------------------------------------------------------------------------------------
