@@ -305,6 +305,7 @@ def worker_command(queues: str, burst: bool, no_ticker: bool) -> None:
     from rq import Queue, SimpleWorker
 
     from .workers import jobs
+    from .workers.children import end_children_with
     from .workers.periodic import Ticker
     from .workers.queues import QUEUES, connection
 
@@ -324,6 +325,7 @@ def worker_command(queues: str, burst: bool, no_ticker: bool) -> None:
     # SimpleWorker runs jobs in this process: no fork (and no new database connection) per
     # job, which is what makes a worker deliver hundreds of orders a second.
     worker = SimpleWorker([Queue(name, connection=conn) for name in names], connection=conn)
+    end_children_with(worker)  # RQ's scheduler (a forked child) ends with this process
     ticker = Ticker(app)
     if not burst and not no_ticker:
         ticker.start()

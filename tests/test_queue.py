@@ -143,8 +143,8 @@ def test_a_worker_killed_mid_delivery_loses_and_duplicates_nothing(
         if doomed.poll() is None:
             doomed.kill()
             doomed.wait(timeout=10)
-        # RQ's scheduler runs in a child process that outlives its killed parent: end the
-        # worker's whole process group (it was started in a session of its own).
+        # Whatever is left of the worker's session (its scheduler ends with it on Linux:
+        # test_a_killed_worker_takes_its_scheduler_along).
         with contextlib.suppress(ProcessLookupError):
             os.killpg(doomed.pid, signal.SIGKILL)
         doomed.stderr.close()
@@ -164,6 +164,51 @@ def test_a_worker_killed_mid_delivery_loses_and_duplicates_nothing(
         assert sorted(sold) == sorted(set(sold)) and len(sold) == 2  # one code each, once
         assert session.scalar(select(func.count()).select_from(CardCode)
                               .where(CardCode.status == "reserved")) == 0
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie waiting for a parent that does not reap it has ended all the same
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_worker_takes_its_scheduler_along(app, queued):
+    """RQ forks its scheduler into a child process: when the worker is killed outright, the
+    child ends too, instead of running on as an orphan."""
+    conn = Redis.from_url(queued)
+    for key in conn.scan_iter("rq:scheduler-lock:*"):  # no other test's scheduler in the way
+        conn.delete(key)
+    worker = _start_worker(_worker_env(app, queued), "--no-ticker")
+    try:
+        deadline = time.time() + 30
+        while not _children(worker.pid) and time.time() < deadline and worker.poll() is None:
+            time.sleep(0.1)
+        scheduler = _children(worker.pid)
+        assert scheduler, worker.stderr.read().decode() if worker.poll() else "no scheduler"
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        deadline = time.time() + 15
+        while any(map(_running, scheduler)) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_running, scheduler)), "the scheduler outlived its worker"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        worker.stderr.close()
 
 
 def _free_port():
