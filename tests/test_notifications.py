@@ -219,3 +219,14 @@ def test_sandbox_is_closed_in_production_unless_the_shop_is_in_test_mode(started
         assert _post(client_for, shop, body, headers).status_code == 200
     finally:
         app.config["KAMENG_ENV"] = "testing"
+
+
+def test_a_refusal_is_in_english_whatever_the_shops_language(create_tenant, client_for,
+                                                              caplog):
+    """The gateway's logs and the operators read refusals, not a buyer: never translated."""
+    shop = create_tenant(slug="zh-shop", locale="zh_CN")
+    response = client_for(shop).post("/pay/notify/nosuch", data=b"{}",
+                                     headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert response.status_code == 400
+    assert response.get_data(as_text=True) == "refused: Unknown payment gateway.\n"
+    assert "refused (nosuch): Unknown payment gateway." in caplog.text

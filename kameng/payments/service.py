@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import current_app
+from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -104,7 +105,11 @@ class NotifyOutcome:
     order_id: int | None = None  # set when the notification paid an order
 
 
-def _refuse(reason: str, gateway: str) -> NotifyOutcome:
+def _refuse(reason, gateway: str) -> NotifyOutcome:
+    """A 400 for the gateway and a line in the log, in English whatever the shop's language:
+    read by the gateway's logs and the operators, never by a buyer."""
+    with force_locale("en"):
+        reason = str(reason)
     log.warning("payment notification refused (%s): %s", gateway, reason)
     return NotifyOutcome(400, f"refused: {reason}\n", {"Content-Type": "text/plain"})
 
@@ -128,7 +133,7 @@ def receive_notification(tenant: Tenant | None, gateway_name: str, *, owner: str
         return NotifyOutcome(status, body, response_headers)
     except DomainError as error:
         db.session.rollback()
-        return _refuse(str(error), gateway_name)
+        return _refuse(error, gateway_name)
     if tenant is None and _is_shop_topup(event.reference):
         # Shop billing, not a buyer's payment: a shop paid the platform's own account to top
         # up its wallet at the platform (kameng.billing.topups applies it and commits).
