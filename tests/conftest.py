@@ -183,9 +183,40 @@ def create_tenant(app: Flask):
                 **kw,
             )
             _db.session.commit()
+            _OWNERS[tenant.id] = (owner_email or f"owner@{slug}.test", owner_password)
             return _detached(tenant)
 
     return factory
+
+
+_OWNERS: dict[int, tuple[str, str]] = {}  # tenant id -> its owner's e-mail and password
+
+
+@pytest.fixture
+def shop(create_tenant):
+    """The shop console tests work in, unless a test module defines its own."""
+    return create_tenant(slug="alpha", owner_email="owner@alpha.test",
+                         owner_password="owner-alpha-1")
+
+
+@pytest.fixture
+def console_for(client_for):
+    """console_for(tenant) -> a client logged in to the shop's console as its owner (a tenant
+    made by create_tenant: its owner's e-mail and password are known)."""
+
+    def login(tenant) -> SiteClient:
+        client = client_for(tenant)
+        email, password = _OWNERS[tenant.id]
+        assert client.login(email, password, path="/admin/login").status_code == 302
+        return client
+
+    return login
+
+
+@pytest.fixture
+def console(shop, console_for):
+    """The `shop`'s console, logged in as its owner."""
+    return console_for(shop)
 
 
 @pytest.fixture

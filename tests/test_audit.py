@@ -17,17 +17,8 @@ from kameng.tenants.hosts import SHOP
 
 
 @pytest.fixture
-def shop(create_tenant):
-    return create_tenant(slug="alpha", owner_email="owner@alpha.test",
-                         owner_password="owner-alpha-1")
-
-
-@pytest.fixture
-def owner(shop, client_for):
-    client = client_for(shop)
-    assert client.login("owner@alpha.test", "owner-alpha-1",
-                        path="/admin/login").status_code == 302
-    return client
+def owner(console):
+    return console
 
 
 def body(page) -> str:

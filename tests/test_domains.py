@@ -50,14 +50,6 @@ def shop(create_tenant, give_plan):
     return shop
 
 
-@pytest.fixture
-def console(shop, client_for):
-    client = client_for(shop)
-    assert client.login("owner@alpha.test", "owner-alpha-1",
-                        path="/admin/login").status_code == 302
-    return client
-
-
 def body(page) -> str:
     return html.unescape(page.get_data(as_text=True))
 

@@ -42,20 +42,6 @@ def fakepay(monkeypatch):
     return FakePay
 
 
-@pytest.fixture
-def shop(create_tenant):
-    return create_tenant(slug="alpha", owner_email="owner@alpha.test",
-                         owner_password="owner-alpha-1")
-
-
-@pytest.fixture
-def console(shop, client_for):
-    client = client_for(shop)
-    assert client.login("owner@alpha.test", "owner-alpha-1",
-                        path="/admin/login").status_code == 302
-    return client
-
-
 def body(page) -> str:
     """The page's text with HTML entities decoded, so a secret cannot hide behind escaping."""
     return html.unescape(page.get_data(as_text=True))

@@ -32,23 +32,9 @@ def noon(days_ago: int) -> datetime:
 
 
 @pytest.fixture
-def shop(create_tenant):
-    return create_tenant(slug="alpha", owner_email="owner@alpha.test",
-                         owner_password="owner-alpha-1")
-
-
-@pytest.fixture
 def other_shop(create_tenant):
     return create_tenant(slug="beta", owner_email="owner@beta.test",
                          owner_password="owner-beta-1")
-
-
-@pytest.fixture
-def console(shop, client_for):
-    client = client_for(shop)
-    assert client.login("owner@alpha.test", "owner-alpha-1",
-                        path="/admin/login").status_code == 302
-    return client
 
 
 @pytest.fixture

@@ -34,14 +34,6 @@ def shop(supply, create_tenant):
 
 
 @pytest.fixture
-def console(shop, client_for):
-    client = client_for(shop)
-    page = client.login("owner@alpha.test", "owner-alpha-1", path="/admin/login")
-    assert page.status_code == 302
-    return client
-
-
-@pytest.fixture
 def ids(shop, supply, in_app):
     """Ids of the shop's rows: its listings, the category listing made, its levels."""
     from kameng.catalog import service as catalog

@@ -11,20 +11,6 @@ from sqlalchemy import select, update
 
 
 @pytest.fixture
-def shop(create_tenant):
-    return create_tenant(slug="alpha", owner_email="owner@alpha.test",
-                         owner_password="owner-alpha-1")
-
-
-@pytest.fixture
-def console(shop, client_for):
-    client = client_for(shop)
-    assert client.login("owner@alpha.test", "owner-alpha-1",
-                        path="/admin/login").status_code == 302
-    return client
-
-
-@pytest.fixture
 def make_product(shop, in_app):
     """make_product(codes=[...], **details) -> the id of an own product of the shop."""
     from kameng.audit.service import Actor

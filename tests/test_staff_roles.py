@@ -9,12 +9,6 @@ import pytest
 from sqlalchemy import select, update
 
 
-@pytest.fixture
-def shop(create_tenant):
-    return create_tenant(slug="alpha", owner_email="owner@alpha.test",
-                         owner_password="owner-alpha-1")
-
-
 def body(page) -> str:
     return html.unescape(page.get_data(as_text=True))
 

@@ -49,20 +49,6 @@ def supplier_form(**changes) -> dict:
 
 
 @pytest.fixture
-def shop(create_tenant):
-    return create_tenant(slug="alpha", owner_email="owner@alpha.test",
-                         owner_password="owner-alpha-1")
-
-
-@pytest.fixture
-def console(shop, client_for):
-    client = client_for(shop)
-    assert client.login("owner@alpha.test", "owner-alpha-1",
-                        path="/admin/login").status_code == 302
-    return client
-
-
-@pytest.fixture
 def make_supplier(in_app):
     """make_supplier(tenant_id or None, name=…) -> id, through the service."""
 

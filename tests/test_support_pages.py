@@ -47,13 +47,6 @@ def order(shop, product, client_for, buy, pay_sandbox):
     return place
 
 
-@pytest.fixture
-def console(shop, client_for):
-    client = client_for(shop)
-    assert client.login(*OWNER, path="/admin/login").status_code == 302
-    return client
-
-
 def report(buyer, base, reason="code_invalid", message="The game says the code is invalid."):
     """Report a problem on the order at `base` (/order/<token> or /orders/<number>)."""
     return buyer.client.submit(f"{base}/report", {"reason": reason, "message": message})

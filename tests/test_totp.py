@@ -26,12 +26,6 @@ def clock(monkeypatch):
     return state
 
 
-@pytest.fixture
-def shop(create_tenant):
-    return create_tenant(slug="alpha", owner_email="owner@alpha.test",
-                         owner_password="owner-alpha-1")
-
-
 def body(page) -> str:
     return html.unescape(page.get_data(as_text=True))
 

@@ -77,13 +77,6 @@ def shop(create_tenant):
     return create_tenant(slug="hooka")
 
 
-@pytest.fixture
-def console(shop, client_for):
-    client = client_for(shop)
-    assert client.login("owner@hooka.test", "owner-pass-1", path="/admin/login").status_code == 302
-    return client
-
-
 def add_endpoint(client, url, events):
     """Add an endpoint in the console; returns (page, secret shown once)."""
     page = client.submit("/admin/webhooks", {"url": url, "events": list(events)})
