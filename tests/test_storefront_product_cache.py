@@ -65,12 +65,13 @@ def test_a_logged_in_buyer_needs_the_token(
     page = client.get(f"/product/{product_id}").get_data(as_text=True)
     token = CSRF_RE.search(page)
     assert token, "a logged-in buyer's checkout form carries a CSRF token"
-    refused = client.post(f"/product/{product_id}/checkout", data=GUEST)
-    assert refused.status_code == 400
-    assert "did not come from this site" in refused.get_data(as_text=True)
+    unconfirmed = client.post(f"/product/{product_id}/checkout", data=GUEST)
+    assert unconfirmed.status_code == 422  # nothing placed: the form comes back to confirm
+    assert "confirm it once more" in unconfirmed.get_data(as_text=True)
     forged = client.post(f"/product/{product_id}/checkout",
                          data={**GUEST, "csrf_token": "not-the-token"})
     assert forged.status_code == 400
+    assert "did not come from this site" in forged.get_data(as_text=True)
     placed = client.post(f"/product/{product_id}/checkout",
                          data={**GUEST, "csrf_token": token.group(1)})
     assert placed.status_code == 302 and "/pay/sandbox/" in placed.location
@@ -86,10 +87,37 @@ def test_a_guest_with_a_session_needs_the_token_and_gets_a_page_of_their_own(
     page = guest.get(f"/product/{product_id}").get_data(as_text=True)
     token = CSRF_RE.search(page)
     assert token, "a visitor with a session gets a token, never the kept page"
-    assert guest.post(f"/product/{product_id}/checkout", data=GUEST).status_code == 400
     placed = guest.post(f"/product/{product_id}/checkout",
                         data={**GUEST, "csrf_token": token.group(1)})
     assert placed.status_code == 302
+
+
+def test_a_form_from_the_kept_page_after_a_session_began_comes_back_to_confirm(
+        app, create_tenant, card_product, client_for, in_app):
+    """The guest loaded the kept (token-less) page, then got a session in another tab: the
+    checkout places nothing and shows the same form, filled in and with a token, to confirm."""
+    from sqlalchemy import func, select
+
+    from kameng.orders.models import Order
+
+    shop = create_tenant(slug="kept")
+    product_id = card_product(shop, codes=["K-1"], name="Kept card")
+    guest = client_for(shop)
+    assert not CSRF_RE.search(guest.get(f"/product/{product_id}").get_data(as_text=True))
+    guest.csrf_token("/orders/lookup")  # the other tab: now this browser has a session
+    again = guest.post(f"/product/{product_id}/checkout", data=GUEST)
+    page = again.get_data(as_text=True)
+    assert again.status_code == 422 and "confirm it once more" in page
+    assert GUEST["email"] in page  # as the buyer filled it in
+    with in_app(shop) as session:
+        assert session.scalar(select(func.count()).select_from(Order)) == 0
+    token = CSRF_RE.search(page)
+    assert token, "the form now carries this session's token"
+    forged = guest.post(f"/product/{product_id}/checkout", data={**GUEST, "csrf_token": "x"})
+    assert forged.status_code == 400  # a wrong token is still refused
+    placed = guest.post(f"/product/{product_id}/checkout",
+                        data={**GUEST, "csrf_token": token.group(1)})
+    assert placed.status_code == 302 and "/pay/sandbox/" in placed.location
 
 
 def test_a_sale_shows_at_once_and_re_renders_only_pages_showing_its_stock(

@@ -239,7 +239,7 @@ class MarkupForm(ShopForm):
 
     kind = SelectField(_l("Markup"), choices=options([("percent", _l("Percent of cost")),
                                                   ("fixed", _l("Fixed amount over cost"))]))
-    value = StringField(_l("Value (% or amount; may be negative)"),
+    value = StringField(_l("Value (percent or amount; may be negative)"),
                         validators=[InputRequired(), Length(max=20)])
     rounding = SelectField(_l("Rounding"), choices=options(ROUNDINGS.items()))
 
@@ -324,7 +324,8 @@ class CouponForm(ShopForm):
 
     kind = SelectField(_l("Discount"), choices=options([("percent", _l("Percent off")),
                                                     ("fixed", _l("Amount off"))]))
-    value = StringField(_l("Value (% or amount)"), validators=[InputRequired(), Length(max=20)])
+    value = StringField(_l("Value (percent or amount)"),
+                        validators=[InputRequired(), Length(max=20)])
     scope = SelectField(_l("Applies to"), choices=options([("all", _l("Every product")),
                                                        ("category", _l("One category")),
                                                        ("product", _l("One product"))]))

@@ -587,7 +587,8 @@ def _refuse_below_cost(tenant: Tenant, candidate: MarkupRule, replacing: MarkupR
 
 def delete_markup_rule(tenant: Tenant, rule: MarkupRule) -> None:
     if rule.scope == "shop":
-        raise DomainError(_l("The shop's default markup cannot be removed; set it to 0% instead."))
+        raise DomainError(_l("The shop's default markup cannot be removed; set it to zero "
+                             "instead."))
     db.session.delete(rule)
     db.session.flush()
     db.session.expire(tenant, ["markup_rules"])

@@ -48,9 +48,11 @@ def _buyer():
 @bp.post("/product/<int:product_id>/checkout")
 @csrf.exempt  # not from CSRF: checked here, for whoever has a session (checkout_needs_csrf)
 def checkout(product_id: int):
-    if checkout_needs_csrf():
-        csrf.protect()  # refused as every other form is (400, CSRFError's page)
     shop = current_tenant()
+    if checkout_needs_csrf():
+        if "csrf_token" not in request.form:
+            return _confirm_again(shop, product_id)
+        csrf.protect()  # a wrong token is refused as on every other form (400, CSRFError's)
     product = _product_or_404(product_id)  # held: the service finds it in the session
     form = checkout_form(shop, product, _buyer(), request.form)
     if not form.validate_on_submit():
@@ -76,6 +78,17 @@ def checkout(product_id: int):
         # Straight on to the gateway: the payment step would only redirect there.
         return _start_payment(shop, placed.order, placed.token)
     return redirect(url_for(".pay", token=placed.token))
+
+
+def _confirm_again(shop, product_id: int):
+    """A form without a token from a browser that has a session: it came from the page kept
+    for visitors without one, and this browser got a session meanwhile (a lookup or a
+    language chosen in another tab). Nothing is placed; the same form comes back, now with a
+    token, filled in as it was, to confirm once more. (Only a page: a forged cross-site form
+    cannot place anything this way either.)"""
+    form = checkout_form(shop, _product_or_404(product_id), _buyer(), request.form)
+    form.form_errors.append(_("Please check your order and confirm it once more."))
+    return product_page(product_id, form, 422)
 
 
 def _product_or_404(product_id: int):
