@@ -10,7 +10,7 @@ products and 200,000 card codes:
      same wrk against a bare Flask hello-world on the same gunicorn setting behind nginx;
   3. 1,000 users, each a wrk connection that waits a think time (--think, seconds, uniform)
      before every request: 80% browse (home 240, category 160, product 400), 15% check out
-     (POST checkout, GET pay: a sandbox payment; a notifier then sends the signed sandbox
+     (POST checkout, which starts a sandbox payment; a notifier then sends the signed sandbox
      notification, as the gateway would) and 5% look up an order (POST lookup by number and
      e-mail, then GET the order page). Per page: requests, throughput, p50/p95/p99, errors;
      per paid order: notification sent -> delivered_at (delivery lag). Then the statements and
