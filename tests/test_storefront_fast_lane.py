@@ -106,6 +106,35 @@ def test_requests_that_may_be_personal_go_through_flask(
     assert "My account" not in theirs and "Log in" in theirs
 
 
+def test_a_visitor_who_chose_a_language_is_answered_in_it_without_flask(
+        app, create_tenant, client_for, in_app):
+    """The language cookie is the only cookie of a visitor who switched language: still
+    anonymous, kept per chosen language; any other cookie goes through Flask."""
+    shop = create_tenant(slug="fast", locale="zh_CN")
+    _product(in_app, shop, "Fast card")
+    english, chinese = client_for(shop), client_for(shop)
+    assert english.get("/lang/en").status_code == 302  # sets km_lang, nothing else
+    assert chinese.get("/lang/zh_CN").status_code == 302
+    english.get("/"), chinese.get("/")
+    with flask_requests(app) as seen:
+        kept_en = english.get("/").get_data(as_text=True)
+        kept_zh = chinese.get("/").get_data(as_text=True)
+        header_en = client_for(shop).get("/", headers={"Accept-Language": "en"})
+    assert len(seen) == 1  # only the first visitor with that header (its page not yet kept)
+    assert '<html lang="en"' in kept_en and "Search" in kept_en
+    assert '<html lang="zh-CN"' in kept_zh and "搜索" in kept_zh
+    # A browser that only prefers English gets the shop's language: never the page kept
+    # for visitors who chose English.
+    assert '<html lang="zh-CN"' in header_en.get_data(as_text=True)
+    raw = app.test_client(use_cookies=False)  # sends the Cookie header as given
+    raw.host = f"fast.{app.config['PLATFORM_DOMAIN']}"
+    with flask_requests(app) as seen:
+        for cookie in ("km_lang=en; other=1", "km_lang=xx", "km_lang=en; km_lang=zh_CN",
+                       "km_lang=en"):
+            assert raw.get("/", headers={"Cookie": cookie}).status_code == 200
+    assert len(seen) == 3  # all but the last
+
+
 def test_two_shops_never_share_a_kept_page(app, create_tenant, client_for, in_app):
     one, two = create_tenant(slug="one", name="Shop One"), create_tenant(slug="two",
                                                                           name="Shop Two")

@@ -4,10 +4,11 @@ A page kept by `views.cached_page` is the same for every anonymous visitor until
 version tokens change. Flask still spends most of a request on work that cannot change such
 a page (a request context, the session, Flask-Login, the rate limiter, locale selection,
 URL matching), so this WSGI middleware answers a request that can only be anonymous — GET, no
-query string, no Cookie and no Authorization header — from the whole response kept the first
-time Flask served it: same status and headers, a fresh CSP nonce in the header and the page.
-Answers are kept per host, scheme, path and raw Accept-Language header (without a chosen
-language, a page may follow the browser's).
+query string, no Authorization header and no cookie but the language one (`km_lang`: a choice
+of language, nothing personal) — from the whole response kept the first time Flask served it:
+same status and headers, a fresh CSP nonce in the header and the page. Answers are kept per
+host, scheme, path and chosen language, or raw Accept-Language header when none was chosen
+(a page may then follow the browser's).
 
 An answer is replayed only when, right now:
 - the host still maps to the same shop in this process's host cache (an expired or changed
@@ -30,7 +31,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from flask import Flask, request
+from werkzeug.http import parse_cookie
 
+from ..i18n import LANGUAGE_COOKIE, LANGUAGES
 from ..reports.product_views import record_view
 from ..tenants.hosts import normalize_host, resolver
 from .cache import lifetime, peek_stock, responses, versions
@@ -62,6 +65,16 @@ def offer(tenant_id: int, tokens: tuple[str, ...], shows: tuple[int, ...], shown
                     counts_view=counts_view)
 
 
+def chosen_language_only(cookie_header: str) -> str | None:
+    """The language a visitor chose, when the language cookie is the only cookie they send
+    (a visitor who switched language is as anonymous as one who did not); else None."""
+    cookies = parse_cookie(cookie_header)
+    if list(cookies) != [LANGUAGE_COOKIE] or len(cookies.getlist(LANGUAGE_COOKIE)) != 1:
+        return None
+    chosen = cookies[LANGUAGE_COOKIE]
+    return chosen if chosen in LANGUAGES else None
+
+
 class FastLane:
     """WSGI middleware in front of Kameng's Flask app (inside ProxyFix)."""
 
@@ -71,12 +84,16 @@ class FastLane:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if (environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING")
-                or "HTTP_COOKIE" in environ or "HTTP_AUTHORIZATION" in environ
-                or "HTTP_HOST" not in environ):
+                or "HTTP_AUTHORIZATION" in environ or "HTTP_HOST" not in environ):
             return self.wsgi_app(environ, start_response)
+        language = environ.get("HTTP_ACCEPT_LANGUAGE", "")
+        if "HTTP_COOKIE" in environ:
+            chosen = chosen_language_only(environ["HTTP_COOKIE"])
+            if chosen is None:  # a session, or anything else: may be personal
+                return self.wsgi_app(environ, start_response)
+            language = f"{LANGUAGE_COOKIE}={chosen}"  # the choice decides, not the header
         key = (environ["HTTP_HOST"], environ.get("wsgi.url_scheme"),
-               environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""),
-               environ.get("HTTP_ACCEPT_LANGUAGE", ""))
+               environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""), language)
         kept = responses(self.app).get(key)
         if isinstance(kept, KeptResponse) and self._still_valid(kept, environ["HTTP_HOST"]):
             if kept.counts_view is not None:
