@@ -164,3 +164,39 @@ def test_stock_may_be_stale_only_within_the_bound(
     assert "Sold out" in visitor.get("/").get_data(as_text=True)
     # Checkout re-checks real stock: the stale page never sells what is gone.
     assert client_for(shop).post(f"/product/{sold}/checkout", data=GUEST).status_code != 302
+
+
+def test_guests_with_a_session_share_the_kept_page_each_with_their_own_token(
+        app, create_tenant, card_product, client_for, monkeypatch):
+    """A guest with a session (an order looked up, a form seen) gets the product page kept for
+    such guests, rendered once, with their own CSRF token in it: another guest's token does
+    not work for them, and a sale still shows."""
+    shop = create_tenant(slug="kept")
+    product_id = card_product(shop, codes=["T-1", "T-2"], name="Token card")
+    renders = []
+    product_page = storefront_views.product_page
+
+    def counting(*args, **kwargs):
+        renders.append(1)
+        return product_page(*args, **kwargs)
+
+    monkeypatch.setattr(storefront_views, "product_page", counting)
+    guests = [client_for(shop), client_for(shop)]
+    tokens = []
+    for guest in guests:
+        guest.csrf_token("/orders/lookup")  # now this browser has a session
+        for _ in range(2):
+            page = guest.get(f"/product/{product_id}").get_data(as_text=True)
+            assert "Token card" in page and "2 in stock" in page
+            assert storefront_views.CSRF_STAND_IN not in page
+        tokens.append(CSRF_RE.search(page).group(1))
+    assert len(renders) == 1  # four views, one rendering
+    assert tokens[0] != tokens[1]
+    stolen = guests[0].post(f"/product/{product_id}/checkout",
+                            data={**GUEST, "csrf_token": tokens[1]})
+    assert stolen.status_code == 400  # another guest's token is refused
+    placed = guests[0].post(f"/product/{product_id}/checkout",
+                            data={**GUEST, "csrf_token": tokens[0]})
+    assert placed.status_code == 302
+    page = guests[1].get(f"/product/{product_id}").get_data(as_text=True)
+    assert "1 in stock" in page and len(renders) == 2  # the sale shows: rendered again

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager, nullcontext
 from functools import partial
 
 from flask import Blueprint, abort, current_app, g, request, session, url_for
 from flask_babel import get_locale
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 
 from ..appearance import service as appearance
 from ..appearance.service import Look
@@ -98,8 +100,22 @@ def _shelf(buyer=None) -> list[service.ShelfItem]:
 
 
 # A page kept for every visitor carries this where each visitor's CSP nonce goes (random per
-# process, so nothing a shop types can match it).
+# process, so nothing a shop types can match it); a page kept for guests with a session, this
+# where each one's CSRF token goes.
 NONCE_STAND_IN = secrets.token_urlsafe(24)
+CSRF_STAND_IN = secrets.token_urlsafe(24)
+
+
+@contextmanager
+def _csrf_stand_in():
+    """Render with CSRF_STAND_IN as the CSRF token of every form on the page (Flask-WTF reads
+    the request's token from g first), leaving the session untouched."""
+    field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    setattr(g, field, CSRF_STAND_IN)
+    try:
+        yield
+    finally:
+        g.pop(field, None)
 
 
 def _same_for_every_visitor() -> bool:
@@ -118,11 +134,13 @@ def shop_stock() -> dict[int, int | None]:
 
 
 def cached_page(name: tuple, render: Callable[[], str], shows: Iterable[int] = (),
-                counts_view: int | None = None) -> str:
+                counts_view: int | None = None, with_token: bool = False) -> str:
     """A shop page rendered once for all anonymous visitors and kept until the shop's catalog
     or look changes, or the stock of a product it `shows` (ids) does (per host, scheme and
     language); each response gets its own nonce. `render` must show stock from shop_stock().
     `counts_view`: the product whose view a fast-lane replay of the page counts.
+    `with_token`: the page for guests with a session, whose forms carry their CSRF token —
+    kept with a stand-in, each response getting its visitor's own token.
 
     A rendering that wrote to the session or made a CSRF token is personal and is not kept.
     """
@@ -138,18 +156,27 @@ def cached_page(name: tuple, render: Callable[[], str], shows: Iterable[int] = (
     catalog_tokens = (tokens[0], tokens[2])  # shop, platform (stock: `shown`)
     key = ("page", *name, front.tenant_id, request.host, request.scheme, str(get_locale()),
            *catalog_tokens, shown)
+    if with_token:
+        key = (*key, "with-token")
     page = cache.lookup("pages", key)
     if page is cache.MISSING:
-        with nonce_stand_in(NONCE_STAND_IN):
+        with nonce_stand_in(NONCE_STAND_IN), (_csrf_stand_in() if with_token else nullcontext()):
             page = render()
         personal = session.modified or current_app.config.get(
             "WTF_CSRF_FIELD_NAME", "csrf_token") in g
         if personal:
-            return page.replace(NONCE_STAND_IN, csp_nonce())
+            return _own(page.replace(NONCE_STAND_IN, csp_nonce()))
         cache.keep("pages", key, page)
+    if with_token:
+        return _own(page.replace(NONCE_STAND_IN, csp_nonce()))
     fast_lane.offer(front.tenant_id, catalog_tokens, shows, shown, page, NONCE_STAND_IN,
                     csp_nonce(), counts_view)
     return page.replace(NONCE_STAND_IN, csp_nonce())
+
+
+def _own(page: str) -> str:
+    """The page with this visitor's CSRF token where the stand-in is (if it has one)."""
+    return page.replace(CSRF_STAND_IN, generate_csrf()) if CSRF_STAND_IN in page else page
 
 
 @bp.get("/")
@@ -182,12 +209,16 @@ def search():
 def product(product_id: int):
     from ..orders.forms import checkout_needs_csrf
 
-    if checkout_needs_csrf():  # its checkout form carries this visitor's CSRF token
-        page = product_page(product_id)
-    else:  # the same for every visitor without a session: kept (fast lane: counts_view)
-        page = cached_page(("product", product_id),
+    if not checkout_needs_csrf():  # the same for every visitor without a session: kept
+        page = cached_page(("product", product_id),  # (fast lane: counts_view)
                            lambda: product_page(product_id, stock=shop_stock())[0],
                            shows=(product_id,), counts_view=product_id)
+    elif not current_user.is_authenticated:  # a guest with a session: kept but for the token
+        page = cached_page(("product", product_id),
+                           lambda: product_page(product_id, stock=shop_stock())[0],
+                           shows=(product_id,), with_token=True)
+    else:  # a buyer's own prices
+        page = product_page(product_id)
     if request.method == "GET":  # not HEAD: link checkers are no visitors
         record_view(current_front().tenant_id, product_id)  # in memory, no database write
     return page
