@@ -62,7 +62,7 @@ from kameng.inventory.service import import_codes
 from kameng.payments.registry import decrypt_credentials, ensure_sandbox_account
 from kameng.tenants.scoping import tenant_scope
 from kameng.tenants.service import create_tenant
-count = int(sys.argv[1])
+count, with_minimal = int(sys.argv[1]), sys.argv[2:] == ["minimal"]
 app = create_app()
 with app.app_context():
     tenant = create_tenant(slug="bench", name="Bench shop", owner_email="o@bench.test",
@@ -70,12 +70,13 @@ with app.app_context():
     with tenant_scope(tenant.id):
         product = create_product(tenant, name="Bench card", price=100, delivery_kind="card")
         import_codes(product, (f"BENCH-{n:08d}" for n in range(count)), actor=Actor.system())
-        # the minimal endpoint claims codes of its own product, from a stock of the same size
-        minimal = create_product(tenant, name="Minimal card", price=100, delivery_kind="card")
-        import_codes(minimal, (f"MIN-{n:08d}" for n in range(count)), actor=Actor.system())
+        minimal = None
+        if with_minimal:  # the minimal endpoint claims codes of its own, from as many
+            minimal = create_product(tenant, name="Minimal card", price=100, delivery_kind="card")
+            import_codes(minimal, (f"MIN-{n:08d}" for n in range(count)), actor=Actor.system())
         secret = decrypt_credentials(ensure_sandbox_account(tenant).credentials)["secret"]
     db.session.commit()
-    print(tenant.id, product.id, minimal.id, secret)
+    print(tenant.id, product.id, minimal.id if minimal else 0, secret)
 """
 
 MINIMAL_APP = r'''
@@ -221,8 +222,8 @@ def main() -> None:
         subprocess.run([PY, "-m", "kameng", "db", "upgrade"], env=env, cwd=ROOT, check=True,
                        capture_output=True)
         tenant_id, product_id, minimal_product_id, secret = subprocess.run(
-            [PY, "-c", SETUP, str(CODES)], env=env, cwd=ROOT, check=True, capture_output=True,
-            text=True).stdout.split()
+            [PY, "-c", SETUP, str(CODES), "minimal"], env=env, cwd=ROOT, check=True,
+            capture_output=True, text=True).stdout.split()
         host = "bench.localhost"
         if redis_url:
             worker = Worker(env, Redis.from_url(redis_url))  # beside both measurements

@@ -50,7 +50,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from checkout import PG_SERVER, Server, free_port, request
+from checkout import PG_SERVER, SETUP, Server, free_port, request
 from checkout import env_for as web_env_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,29 +104,6 @@ def lean_delivery(order_id: int) -> str:
             (tenant_id, json.dumps({"message_id": message_id})))
     return "delivered"
 
-
-SETUP = r"""
-import sys
-from kameng import create_app
-from kameng.audit.service import Actor
-from kameng.catalog.service import create_product
-from kameng.extensions import db
-from kameng.inventory.service import import_codes
-from kameng.payments.registry import decrypt_credentials, ensure_sandbox_account
-from kameng.tenants.scoping import tenant_scope
-from kameng.tenants.service import create_tenant
-count = int(sys.argv[1])
-app = create_app()
-with app.app_context():
-    tenant = create_tenant(slug="bench", name="Bench shop", owner_email="o@bench.test",
-                           owner_password="bench-owner")
-    with tenant_scope(tenant.id):
-        product = create_product(tenant, name="Bench card", price=100, delivery_kind="card")
-        import_codes(product, (f"BENCH-{n:08d}" for n in range(count)), actor=Actor.system())
-        secret = decrypt_credentials(ensure_sandbox_account(tenant).credentials)["secret"]
-    db.session.commit()
-    print(tenant.id, product.id, secret)
-"""
 
 # Paid, not delivered: what the notify handler leaves behind when the queue takes over.
 PAID_ORDERS = r"""
@@ -210,9 +187,8 @@ class PrivateRedis:
 
 
 def env_for(db_url: str, redis_url: str) -> dict:
-    env = web_env_for(db_url)
-    env.update({"REDIS_URL": redis_url, "DELIVERY_MODE": "queue",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH),
+    env = web_env_for(db_url, redis_url)  # with REDIS_URL and DELIVERY_MODE=queue
+    env.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH),
                                                             os.environ.get("PYTHONPATH")]))})
     return env
 
@@ -413,7 +389,8 @@ def main() -> None:
     try:
         subprocess.run([PY, "-m", "kameng", "db", "upgrade"], env=env, cwd=ROOT, check=True,
                        capture_output=True)
-        tenant_id, product_id, secret = subprocess.run(
+        # the bench shop (bench/checkout.py's, without its minimal endpoint's product)
+        tenant_id, product_id, _, secret = subprocess.run(
             [PY, "-c", SETUP, str(CODES)], env=env, cwd=ROOT, check=True, capture_output=True,
             text=True).stdout.split()
         print(f"PostgreSQL database {name}, Redis {redis_url}, {CODES:,} codes", flush=True)
