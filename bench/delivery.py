@@ -260,11 +260,12 @@ def prepare_orders(port: int, host: str, product_id: str, count: int, clients: i
             status, headers, _ = request(
                 port, "POST", f"/product/{product_id}/checkout", host=host, body=form,
                 headers={"Content-Type": "application/x-www-form-urlencoded"}, cookies=cookies)
-            if status == 302:
+            if status == 302 and urlsplit(headers["Location"]).path.endswith("/pay"):
+                # the payment step, where checkout does not start the payment itself
                 status, headers, _ = request(port, "GET", urlsplit(headers["Location"]).path,
                                              host=host, cookies=cookies)
             with lock:
-                if status == 302:
+                if status == 302 and "/pay/sandbox/" in headers["Location"]:
                     references.append(urlsplit(headers["Location"]).path.rsplit("/", 1)[1])
                 else:
                     errors[0] += 1
