@@ -166,6 +166,17 @@ def test_a_shop_cannot_reach_another_shops_codes(app, shop, product_id, create_t
         assert inventory.available_stock([]) == {}
 
 
+def _rotate_back(app, old_keys, new_key):
+    """Re-seal everything under the keys the test started with, so the tests that follow run
+    with their own keys."""
+    app.config["ENCRYPTION_KEYS"] = [*old_keys, new_key]
+    app.extensions.pop("kameng.keyring", None)
+    with app.app_context():
+        inventory.rotate_keys()
+    app.config["ENCRYPTION_KEYS"] = old_keys
+    app.extensions.pop("kameng.keyring", None)
+
+
 def test_key_rotation_re_encrypts_everything(app, shop, product_id):
     _import(app, shop, product_id, ["ROT-1", "ROT-2"])
     old_keys = list(app.config["ENCRYPTION_KEYS"])
@@ -185,13 +196,8 @@ def test_key_rotation_re_encrypts_everything(app, shop, product_id):
                                             actor=SYSTEM)
             assert report.duplicates == 1
             db.session.rollback()
-    finally:  # rotate back, so the tests that follow run with their own keys
-        app.config["ENCRYPTION_KEYS"] = [*old_keys, new_key]
-        app.extensions.pop("kameng.keyring", None)
-        with app.app_context():
-            inventory.rotate_keys()
-        app.config["ENCRYPTION_KEYS"] = old_keys
-        app.extensions.pop("kameng.keyring", None)
+    finally:
+        _rotate_back(app, old_keys, new_key)
 
 
 def test_key_rotation_re_seals_secrets_so_the_old_key_can_go(app, shop):
@@ -233,13 +239,8 @@ def test_key_rotation_re_seals_secrets_so_the_old_key_can_go(app, shop):
             supplier = db.session.get(Supplier, supplier_id)
             assert supplier_credentials(supplier)["api_key"] == "upstream-key-0123456789"
             assert order_link_token(db.session.get(Order, order_id)) == placed.token
-    finally:  # rotate back, so the tests that follow run with their own keys
-        app.config["ENCRYPTION_KEYS"] = [*old_keys, new_key]
-        app.extensions.pop("kameng.keyring", None)
-        with app.app_context():
-            inventory.rotate_keys()
-        app.config["ENCRYPTION_KEYS"] = old_keys
-        app.extensions.pop("kameng.keyring", None)
+    finally:
+        _rotate_back(app, old_keys, new_key)
 
 
 @pytest.mark.postgres
