@@ -19,7 +19,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from ..audit.service import record
 from ..errors import DomainError
 from ..extensions import db
-from ..forms import EmptyForm, Form
+from ..forms import EmptyForm, Form, committing
 from ..merchant.console import console_blueprint, staff_actor
 from ..merchant.models import StaffUser
 from ..superadmin.console import platform_actor, platform_blueprint
@@ -112,15 +112,12 @@ def _create(form, create, kind: str):
     forms = {"staff": (form, None), "customer": (None, form)}[kind]
     if not form.validate_on_submit():
         return _keys_page(*forms, status=422)
-    try:
+    with committing(form) as attempt:
         new = create(shop.id, form.owner.data, scopes=form.scopes.data, name=form.name.data)
         record(staff_actor(), "api_key.created", tenant_id=shop.id, target=new.key.key_id,
                owner_kind=kind, owner_id=new.key.owner_id, scopes=new.key.scopes)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return _keys_page(*forms, status=422)
-    db.session.commit()
     return _secret_page("api/key_created.html", new.key, new.secret,
                         owner=keys.owner_labels([new.key])[new.key.id],
                         back=url_for(".key_list"))
@@ -197,15 +194,12 @@ def upstream_import(supplier_id: int):
     _confirm_button()
     shop = current_tenant()
     supplier = _kameng_supplier_or_404(supplier_id)
-    try:
+    with committing() as attempt:
         products = upstream.import_products(shop, supplier.id, request.form.getlist("products"))
         record(staff_actor(), "upstream.imported", tenant_id=shop.id, target=supplier.name,
                products=[p.supplier_product for p in products])
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+    if attempt.failed:
         return redirect(url_for(".upstream_browse", supplier_id=supplier.id))
-    db.session.commit()
     flash(_("%(count)s product(s) imported from %(name)s. Your markup rules price "
             "them; set a product rule under Pricing to change one.",
             count=len(products), name=supplier.name))
@@ -217,13 +211,10 @@ def upstream_sync(supplier_id: int):
     _confirm_button()
     shop = current_tenant()
     supplier = _kameng_supplier_or_404(supplier_id)
-    try:
+    with committing() as attempt:
         report = upstream.sync_supplier(shop, supplier)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+    if attempt.failed:
         return redirect(url_for(".upstream_list"))
-    db.session.commit()
     flash(_("Synced %(updated)s product(s) from %(name)s: %(repriced)s new "
             "price(s), %(gone)s no longer offered.",
             updated=report.updated, name=supplier.name, repriced=report.repriced, gone=report.gone))
@@ -255,15 +246,12 @@ def platform_key_list():
     form = PlatformKeyForm()
     if not form.validate_on_submit():
         return _platform_page(form, 422)
-    try:
+    with committing(form) as attempt:
         new = keys.create_platform_key(current_user.id, name=form.name.data)
         record(platform_actor(), "api_key.created", tenant_id=None, target=new.key.key_id,
                owner_kind="platform")
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return _platform_page(form, 422)
-    db.session.commit()
     return _secret_page("api/platform_key_created.html", new.key, new.secret,
                         owner=current_user.email, back=url_for(".key_list"))
 

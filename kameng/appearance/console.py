@@ -21,7 +21,7 @@ from flask_login import AnonymousUserMixin
 from ..audit.service import record
 from ..errors import DomainError
 from ..extensions import db
-from ..forms import EmptyForm
+from ..forms import EmptyForm, committing
 from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..storefront.views import home_page
 from ..tenants.hosts import current_tenant
@@ -87,7 +87,7 @@ def save():
     form = appearance_form(theme_schema(shop.theme))
     if not form.validate_on_submit():
         return _page(form, 422)
-    try:
+    with committing(form) as attempt:
         changed = appearance.save_appearance(shop, form.changes())
         for kind, data in form.uploads().items():
             if data is None:
@@ -96,13 +96,10 @@ def save():
             else:
                 appearance.store_asset(shop, kind, data)
                 changed.append(kind)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+        record(staff_actor(), "appearance.saved", tenant_id=shop.id, theme=shop.theme,
+               changed=changed)
+    if attempt.failed:
         return _page(form, 422)
-    record(staff_actor(), "appearance.saved", tenant_id=shop.id, theme=shop.theme,
-           changed=changed)
-    db.session.commit()
     flash(_("Appearance saved."))
     return redirect(url_for(".page"))
 
@@ -113,15 +110,12 @@ def choose_theme():
         abort(400)
     shop = _shop()
     before = shop.theme
-    try:
+    with committing() as attempt:
         appearance.choose_theme(shop, request.form.get("theme", ""))
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+        record(staff_actor(), "appearance.theme_changed", tenant_id=shop.id, before=before,
+               after=shop.theme)
+    if attempt.failed:
         return redirect(url_for(".page"))
-    record(staff_actor(), "appearance.theme_changed", tenant_id=shop.id, before=before,
-           after=shop.theme)
-    db.session.commit()
     flash(_("Theme changed. Its settings are below."))
     return redirect(url_for(".page"))
 

@@ -11,9 +11,8 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_babel import gettext as _
 
 from ..audit.service import record
-from ..errors import DomainError
 from ..extensions import db
-from ..forms import EmptyForm
+from ..forms import EmptyForm, committing
 from ..ledger import service as ledger
 from ..money import decimal_string, percent_string
 from ..superadmin.console import platform_actor, platform_blueprint
@@ -101,14 +100,11 @@ def plan_create():
     form = _plan_form()
     if not form.validate_on_submit():
         return _plans_page(form, 422)
-    try:
+    with committing(form) as attempt:
         plan = billing.save_plan(None, form.terms())
         record(platform_actor(), "plan.created", tenant_id=None, target=plan.code)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return _plans_page(form, 422)
-    db.session.commit()
     flash(_("Plan '%(name)s' created.", name=plan.name))
     return redirect(url_for(".plan_list"))
 
@@ -122,14 +118,10 @@ def plan_edit(plan_id: int):
                                action=EmptyForm(formdata=None))
     form = _plan_form()
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             billing.save_plan(plan, form.terms())
             record(platform_actor(), "plan.changed", tenant_id=None, target=plan.code)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Plan '%(name)s' saved.", name=plan.name))
             return redirect(url_for(".plan_list"))
     return render_template("platform_billing/plan.html", plan=plan, form=form,
@@ -141,14 +133,11 @@ def plan_delete(plan_id: int):
     _confirm()
     plan = billing.get_plan(plan_id)
     name = plan.name
-    try:
+    with committing() as attempt:
         billing.delete_plan(plan)
         record(platform_actor(), "plan.deleted", tenant_id=None, target=name)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+    if attempt.failed:
         return redirect(url_for(".plan_edit", plan_id=plan_id))
-    db.session.commit()
     flash(_("Plan '%(name)s' deleted.", name=name))
     return redirect(url_for(".plan_list"))
 
@@ -192,15 +181,12 @@ def shop_plan(tenant_id: int):
     form.plan.choices = _plan_choices()
     if not form.validate_on_submit():
         return shop(tenant_id, form=form, status=422)
-    try:
+    with committing(form) as attempt:
         change = billing.change_plan(tenant, billing.get_plan(form.plan.data))
         record(platform_actor(), "subscription.plan_changed", tenant_id=tenant.id,
                target=tenant.slug, plan=form.plan.data, outcome=change.outcome)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return shop(tenant_id, form=form, status=422)
-    db.session.commit()
     flash(_("Plan change: %(outcome)s.", outcome=change.outcome))
     return redirect(url_for(".shop", tenant_id=tenant.id))
 
@@ -230,15 +216,11 @@ def invoice(invoice_id: int):
 def _change_invoice(invoice_id: int, change, action: str, done: str):
     _confirm()
     invoice = billing.get_invoice(invoice_id)
-    try:
+    with committing() as attempt:
         change(invoice)
         record(platform_actor(), action, tenant_id=invoice.tenant_id, target=invoice.number,
                total=invoice.total)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
-    else:
-        db.session.commit()
+    if attempt.ok:
         flash(done % {"number": invoice.number})
     return redirect(url_for(".invoice", invoice_id=invoice_id))
 

@@ -19,7 +19,7 @@ from flask_login import current_user
 from ..audit.service import record
 from ..errors import DomainError
 from ..extensions import db, limiter
-from ..forms import EmptyForm
+from ..forms import EmptyForm, committing
 from ..ledger import service as ledger
 from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..payments.service import receive_notification
@@ -93,16 +93,13 @@ def change_plan():
     form = _plan_form(billing.subscription_of(shop.id), bind=True)
     if not form.validate_on_submit():
         return _page(plan_form=form, status=422)
-    try:
+    with committing(form) as attempt:
         plan = billing.get_plan(form.plan.data)
         change = billing.change_plan(shop, plan)
         record(staff_actor(), "subscription.plan_changed", tenant_id=shop.id, target=plan.code,
                outcome=change.outcome)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return _page(plan_form=form, status=422)
-    db.session.commit()
     messages = {
         "upgraded": _("You are on the %(plan)s plan from now on.", plan=plan.name),
         "switched": _("You are on the %(plan)s plan from now on.", plan=plan.name),

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from ..delivery import suppliers
 from ..errors import DomainError
 from ..extensions import db
-from ..forms import EmptyForm
+from ..forms import EmptyForm, committing
 from ..inventory.models import SupplyCode
 from ..inventory.service import available_stock
 from ..merchant.console import console_blueprint, guard_blueprint
@@ -228,16 +228,12 @@ def product_new():
     shop = current_tenant()
     form = _product_form(None, shop)
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             product = catalog.create_product(
                 shop, name=form.name.data, price=form.price.amount,
                 category_id=form.category_id.data, **_own_details(form),
             )
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Product '%(title)s' created.", title=product.title))
             return redirect(url_for(".product_edit", product_id=product.id))
     return render_template("catalog/product_new.html", form=form), _status(form)
@@ -306,7 +302,7 @@ def product_edit(product_id: int):
     product = catalog.get_product(product_id)
     form = _product_form(product, shop)
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             if product.is_supply:
                 catalog.update_product(
                     product, name=form.name.data, category_id=form.category_id.data,
@@ -319,11 +315,7 @@ def product_edit(product_id: int):
                     product, name=form.name.data, price=form.price.amount,
                     category_id=form.category_id.data, sort=details.pop("sort"), **details,
                 )
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Product saved."))
             return redirect(url_for(".product_edit", product_id=product.id))
     return _product_page(product, form=form, status=_status(form))
@@ -335,15 +327,11 @@ def product_markup(product_id: int):
     product = catalog.get_product(product_id)
     form = MarkupForm(currency=shop.currency, prefix="markup")
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             catalog.set_markup_rule(shop, scope="product", product_id=product.id,
                                     kind=form.kind.data, value=form.units,
                                     rounding=form.rounding.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Markup of this product saved."))
             return redirect(url_for(".product_edit", product_id=product.id) + "#markup")
     return _product_page(product, markup_form=form, status=422)
@@ -393,13 +381,9 @@ def product_bulk_prices(product_id: int):
     product = catalog.get_product(product_id)
     form = BulkPricesForm(currency=shop.currency)
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             catalog.set_bulk_prices(product, form.price_breaks())
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Bulk prices saved."))
             return redirect(url_for(".product_edit", product_id=product.id) + "#bulk-prices")
     return _product_page(product, bulk_form=form, status=422)
@@ -509,13 +493,9 @@ def category_list():
     shop = current_tenant()
     form = CategoryForm()
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             category = catalog.create_category(shop, form.name.data, form.sort.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Category '%(name)s' created.", name=category.name))
             return redirect(url_for(".category_list"))
     return render_template(
@@ -531,14 +511,10 @@ def category_edit(category_id: int):
         "name": category.name, "sort": category.sort, "active": category.active}
     form = CategoryForm(data=data)
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             catalog.update_category(category, name=form.name.data, sort=form.sort.data,
                                     active=form.active.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Category saved."))
             return redirect(url_for(".category_list"))
     return render_template(
@@ -596,14 +572,10 @@ def pricing():
         return _pricing_page()
     form = MarkupForm(currency=shop.currency, prefix="shop")
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             catalog.set_markup_rule(shop, scope="shop", kind=form.kind.data, value=form.units,
                                     rounding=form.rounding.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Shop markup saved."))
             return redirect(url_for(".pricing"))
     return _pricing_page(shop_form=form, status=422)
@@ -615,15 +587,11 @@ def pricing_rule_save():
     form = CategoryRuleForm(currency=shop.currency, prefix="rule")
     form.category_id.choices = options((c.id, c.name) for c in catalog.list_categories())
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             catalog.set_markup_rule(shop, scope="category", category_id=form.category_id.data,
                                     kind=form.kind.data, value=form.units,
                                     rounding=form.rounding.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Category markup saved."))
             return redirect(url_for(".pricing") + "#category-rules")
     return _pricing_page(rule_form=form, status=422)
@@ -635,13 +603,9 @@ def pricing_rule_delete(rule_id: int):
     rule = catalog.get_markup_rule(rule_id)
     _confirm_button()
     product_id = rule.product_id if rule.scope == "product" else None
-    try:
+    with committing() as attempt:
         catalog.delete_markup_rule(shop, rule)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
-    else:
-        db.session.commit()
+    if attempt.ok:
         flash(_("Markup rule removed."))
     if product_id is not None:
         return redirect(url_for(".product_edit", product_id=product_id) + "#markup")
@@ -659,13 +623,9 @@ def level_create():
     shop = current_tenant()
     form = LevelForm(currency=shop.currency, prefix="level")
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             level = _save_level(shop, None, form)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Buyer level '%(name)s' created.", name=level.name))
             return redirect(url_for(".pricing") + "#levels")
     return _pricing_page(level_form=form, status=422)
@@ -682,13 +642,9 @@ def level_edit(level_id: int):
     }
     form = LevelForm(currency=shop.currency, data=data)
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             _save_level(shop, level, form)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Buyer level saved."))
             return redirect(url_for(".pricing") + "#levels")
     return render_template(
@@ -701,13 +657,9 @@ def level_delete(level_id: int):
     level = catalog.get_level(level_id)
     _confirm_button()
     name = level.name
-    try:
+    with committing() as attempt:
         catalog.delete_level(level)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
-    else:
-        db.session.commit()
+    if attempt.ok:
         flash(_("Buyer level '%(name)s' deleted.", name=name))
     return redirect(url_for(".pricing") + "#levels")
 
@@ -741,7 +693,7 @@ def coupon_list():
     shop = current_tenant()
     form = _coupon_form(shop)
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             if form.generate.data:
                 if form.count.data is None:
                     raise DomainError(_l("Say how many codes to generate."), field="count")
@@ -754,11 +706,7 @@ def coupon_list():
                 coupon = catalog.create_coupon(shop, form.code.data or "", form.terms())
                 done = _("Coupon %(code)s created.", code=coupon.code)
                 target = url_for(".coupon_detail", coupon_id=coupon.id)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(done)
             return redirect(target)
     search = request.args.get("q", "").strip()[:40]

@@ -76,6 +76,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from ..errors import DomainError
+from ..security.credentials import CredentialField
 from ..security.http import Response, UpstreamError, safe_request
 
 OUTCOMES = ("success", "pending", "failure")
@@ -113,14 +114,6 @@ class UpstreamRetry(Exception):
         super().__init__(message)
         self.message = message
         self.http_status = http_status
-
-
-@dataclass(frozen=True)
-class CredentialField:
-    name: str
-    label: str
-    secret: bool = True
-    required: bool = True
 
 
 def _short(text: str, limit: int = MESSAGE_LIMIT) -> str:
@@ -485,17 +478,23 @@ class KamengAdapter(Adapter):
             headers["Idempotency-Key"] = idempotency_key
         return _call(method, url, data=body if payload is not None else None, headers=headers)
 
+    @staticmethod
+    def _refusal(answer: Response) -> tuple[str, Any]:
+        """The reason of a 4xx answer from a Kameng API ("code message" of its error object,
+        empty when it has none) and the parsed body (None when it is not JSON)."""
+        try:
+            data = answer.json()
+        except UpstreamError:
+            return "", None
+        error = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            return "", data
+        return " ".join(_as_text(error.get(k)) for k in ("code", "message")), data
+
     def _result(self, answer: Response) -> UpstreamResult:
         _refuse_redirects_and_5xx(answer)
         if answer.status >= 400:
-            message = ""
-            try:
-                data = answer.json()
-                error = data.get("error") if isinstance(data, dict) else None
-                if isinstance(error, dict):
-                    message = " ".join(_as_text(error.get(k)) for k in ("code", "message"))
-            except UpstreamError:
-                data = None
+            message, data = self._refusal(answer)
             return UpstreamResult("failure", message=_short(message or answer.text) or
                                   f"HTTP {answer.status}", raw=data, http_status=answer.status)
         data = _json_or_retry(answer)
@@ -543,14 +542,7 @@ class KamengAdapter(Adapter):
         answer = self._request(supplier, credentials, "GET", path)
         _refuse_redirects_and_5xx(answer)
         if answer.status >= 400:
-            message = ""
-            try:
-                data = answer.json()
-                error = data.get("error") if isinstance(data, dict) else None
-                if isinstance(error, dict):
-                    message = " ".join(_as_text(error.get(k)) for k in ("code", "message"))
-            except UpstreamError:
-                pass
+            message = self._refusal(answer)[0]
             host = urlsplit(supplier.base_url).hostname
             raise DomainError(_l("%(host)s refused: %(reason)s (HTTP %(status)s)", host=host,
                                  reason=_short(message or answer.text, 200) or "",

@@ -21,7 +21,7 @@ from flask_babel import ngettext
 from ..audit.service import Actor, record
 from ..errors import DomainError
 from ..extensions import db
-from ..forms import EmptyForm
+from ..forms import EmptyForm, committing
 from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..superadmin.console import platform_actor, platform_blueprint
 from ..tenants.hosts import current_tenant
@@ -101,13 +101,9 @@ def _list(console: Console):
         return _list_page(console)
     form = SupplierForm()
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             supplier = _save(console, None, form)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Supplier '%(name)s' created.", name=supplier.name))
             return redirect(url_for(f"{console.endpoint}.supplier_edit",
                                     supplier_id=supplier.id))
@@ -118,13 +114,9 @@ def _edit(console: Console, supplier_id: int):
     supplier = suppliers.get_supplier(console.owner, supplier_id)  # another owner's: 404
     form = _edit_form(supplier, bind=True)
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             _save(console, supplier, form)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Supplier '%(name)s' saved.", name=supplier.name))
             return redirect(url_for(f"{console.endpoint}.supplier_edit",
                                     supplier_id=supplier.id))

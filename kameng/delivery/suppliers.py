@@ -21,6 +21,7 @@ from ..errors import DomainError, NotFound
 from ..extensions import db
 from ..payments.registry import decrypt_credentials, encrypt_credentials
 from ..rows import row_by_id
+from ..security.credentials import masked
 from ..security.http import UnsafeURL, address_allowed, check_url
 from .adapters import ADAPTERS, Adapter, UpstreamRetry, adapter_for
 from .models import Supplier
@@ -184,17 +185,7 @@ def supplier_credentials(supplier: Supplier | None) -> dict:
 def masked_credentials(supplier: Supplier | None, adapter: str | None = None) -> dict[str, str]:
     """What a form may show of stored credentials: secrets as ••••last4, others in full."""
     kind = ADAPTERS.get(adapter or (supplier.adapter if supplier else "json"), ADAPTERS["json"])
-    values = supplier_credentials(supplier)
-    shown = {}
-    for spec in kind.credential_fields:
-        value = str(values.get(spec.name) or "")
-        if not value:
-            shown[spec.name] = ""
-        elif spec.secret:
-            shown[spec.name] = "••••" + value[-4:] if len(value) > 8 else "••••"
-        else:
-            shown[spec.name] = value
-    return shown
+    return masked(supplier_credentials(supplier), kind.credential_fields)
 
 
 def connection_check(supplier: Supplier) -> str:

@@ -24,8 +24,7 @@ from ..catalog import service as catalog
 from ..catalog.forms import IdListField
 from ..catalog.models import DELIVERY_KINDS, Product, SupplyProduct
 from ..errors import DomainError
-from ..extensions import db
-from ..forms import EmptyForm, Form
+from ..forms import EmptyForm, Form, committing
 from ..merchant.console import console_blueprint, guard_blueprint, require_staff, staff_actor
 from ..pages import render_error
 from ..superadmin.console import platform_actor, platform_blueprint, require_platform_staff
@@ -132,15 +131,11 @@ def _render(target, template: str, *, import_form: CodeImportForm | None = None,
 def _import(target, actor: Actor, render: Callable):
     form = CodeImportForm()
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             report = import_codes(target, _lines_to_import(form), actor=actor)
             if report.total == 0:
                 raise DomainError(_l("No codes were found in what you sent."), field="codes")
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Import finished: %(summary)s.", summary=report.summary()))
             return redirect(_codes_url(target))
     return render(target, import_form=form, status=422)
@@ -156,13 +151,9 @@ def _change(target, actor: Actor, change: Callable, done: str):
     if code_ids is not None and not code_ids:
         flash(_("Tick the codes first."), "error")
         return redirect(_codes_url(target))
-    try:
+    with committing() as attempt:
         count = change(target, code_ids, actor=actor)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
-    else:
-        db.session.commit()
+    if attempt.ok:
         if done == "voided":
             flash(ngettext("%(num)d code voided.", "%(num)d codes voided.", count))
         else:
@@ -173,13 +164,10 @@ def _change(target, actor: Actor, change: Callable, done: str):
 def _export(target, actor: Actor):
     if not EmptyForm().validate_on_submit():
         abort(400)
-    try:
+    with committing() as attempt:  # commits the audit event of the export
         body = export_unsold(target, actor=actor)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+    if attempt.failed:
         return redirect(_codes_url(target))
-    db.session.commit()  # the audit event of the export
     kind = "supply-product" if isinstance(target, SupplyProduct) else "product"
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="unsold-codes-{kind}-{target.id}.csv"',

@@ -8,10 +8,9 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..appearance.service import effective_theme
-from ..errors import DomainError
 from ..extensions import db, limiter
 from ..extensions import login as login_manager
-from ..forms import EmptyForm, RegisterForm
+from ..forms import EmptyForm, RegisterForm, committing
 from ..ledger import service as ledger
 from ..mail.service import queue_mail
 from ..orders.service import orders_of_customer
@@ -46,18 +45,14 @@ def register():
     form = RegisterForm()
     status = 200
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             customer = register_customer(
                 current_tenant().id,
                 email=form.email.data,
                 password=form.password.data,
                 name=form.name.data or "",
             )
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             start_session(customer)
             return redirect(url_for(".account"))
     if form.errors or form.form_errors:
@@ -119,13 +114,9 @@ def reset_password(token: str):
     form = ResetPasswordForm()
     status = 200
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             members.reset_password(shop.id, token, form.password.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Your password was changed. Log in with the new one."))
             return redirect(url_for(".login"))
     if request.method == "POST":
@@ -186,13 +177,9 @@ def change_password():
     form = ChangePasswordForm()
     if form.validate_on_submit():
         customer = current_user._get_current_object()
-        try:
+        with committing(form) as attempt:
             members.change_password(customer, current=form.current.data, new=form.password.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             start_session(customer)  # the old session id named the old session token
             flash(_("Your password was changed. Other devices were logged out."))
             return redirect(url_for(".account"))

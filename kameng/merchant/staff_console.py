@@ -11,9 +11,7 @@ from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from ..errors import DomainError
-from ..extensions import db
-from ..forms import EmptyForm, Form
+from ..forms import EmptyForm, Form, committing
 from ..security.auth import start_session
 from ..security.two_factor_pages import TwoFactorPages, add_two_factor_pages
 from ..tenants.hosts import absolute_url_for, current_tenant
@@ -80,15 +78,12 @@ def invite():
     form = InviteForm()
     if not form.validate_on_submit():
         return staff_page(form, 422)
-    try:
+    with committing(form) as attempt:
         service.invite_staff(
             current_tenant(), email=form.email.data, role=form.role.data, actor=staff_actor(),
             accept_url=lambda token: absolute_url_for(".invite_accept", token=token))
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return staff_page(form, 422)
-    db.session.commit()
     flash(_("Invitation sent to %(email)s.", email=form.email.data.strip().lower()))
     return _back()
 
@@ -97,26 +92,20 @@ def invite():
 def invite_revoke(invite_id: int):
     invite_row = service.get_invite(invite_id)
     _confirm_button()
-    try:
+    with committing() as attempt:
         service.revoke_invite(invite_row, actor=staff_actor())
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+    if attempt.failed:
         return _back()
-    db.session.commit()
     flash(_("The invitation of %(email)s is withdrawn.", email=invite_row.email))
     return _back()
 
 
 def _change(staff_id: int, change, done: str):
     member = get_staff(staff_id)
-    try:
+    with committing() as attempt:
         change(member)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+    if attempt.failed:
         return _back(staff_id)
-    db.session.commit()
     flash(done % {"email": member.email})
     return _back(staff_id)
 
@@ -154,13 +143,10 @@ def staff_remove(staff_id: int):
     member = get_staff(staff_id)
     _confirm_button()
     email = member.email
-    try:
+    with committing() as attempt:
         service.remove_staff(member, actor=staff_actor())
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+    if attempt.failed:
         return _back(staff_id)
-    db.session.commit()
     flash(_("%(email)s is removed from the staff.", email=email))
     return _back()
 
@@ -175,16 +161,13 @@ def invite_accept(token: str):
     form = AcceptForm()
     status = 200
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             staff = service.accept_invite(shop, token, password=form.password.data,
                                           name=form.name.data or "",
                                           ip=request.remote_addr or "")
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
+        if attempt.failed:
             status = 422
         else:
-            db.session.commit()
             start_session(staff)
             flash(_("Welcome to the staff of %(shop)s.", shop=shop.name))
             return redirect(url_for("merchant.dashboard"))

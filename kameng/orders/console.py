@@ -21,7 +21,7 @@ from ..catalog.models import DELIVERY_KINDS, Product
 from ..delivery.service import fulfil_order, retry_delivery
 from ..errors import Conflict, DomainError
 from ..extensions import db
-from ..forms import EmptyForm
+from ..forms import EmptyForm, committing
 from ..inventory.models import CardCode, SupplyCode
 from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..payments import registry
@@ -216,14 +216,11 @@ def order_mark_paid(order_id: int):
 def order_cancel(order_id: int):
     order = orders.get_order(order_id)
     _confirm_button()
-    try:
+    with committing() as attempt:
         orders.cancel_order(order, actor=current_user.email)
         record(staff_actor(), "order.cancel", tenant_id=order.tenant_id, target=order.number)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+    if attempt.failed:
         return _back_to(order_id)
-    db.session.commit()
     flash(_("Order %(number)s cancelled; its reserved stock is available again.",
             number=order.number))
     return _back_to(order_id)

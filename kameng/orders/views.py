@@ -18,7 +18,7 @@ from flask_login import current_user
 from ..errors import DomainError
 from ..extensions import csrf, db, limiter
 from ..extensions import login as login_manager
-from ..forms import EmptyForm
+from ..forms import EmptyForm, committing
 from ..ledger import service as ledger
 from ..money import parse_amount
 from ..payments import service as payments
@@ -130,13 +130,10 @@ def pay(token: str):
 
 def _start_payment(shop, order: Order, token: str):
     """A new payment attempt for the order: to the gateway (or its QR code or form page)."""
-    try:
+    with committing() as attempt:
         payment, start = payments.start_payment(shop, order, _urls(token), _buyer())
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+    if attempt.failed:
         return redirect(url_for(".order_page", token=token))
-    db.session.commit()
     if start.kind == "redirect":
         separator = "&" if "?" in start.url else "?"
         target = start.url
@@ -256,16 +253,13 @@ def wallet():
         form.payment_method.data = form.payment_method.choices[0][0]
     status = 200
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             amount = parse_amount(form.amount.data, shop.currency, field="amount")
             placed = orders.create_topup(shop, current_user, amount, form.payment_method.data,
                                          ip=request.remote_addr or "")
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
+        if attempt.failed:
             status = 422
         else:
-            db.session.commit()
             _remember(placed.order)
             return redirect(url_for(".pay", token=placed.token))
     elif request.method == "POST":

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from ..audit.service import record
 from ..errors import DomainError
 from ..extensions import db
-from ..forms import EmptyForm
+from ..forms import EmptyForm, committing
 from ..ledger import service as ledger
 from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..money import format_money
@@ -154,15 +154,11 @@ def gateway_save(gateway: str):
     shop = current_tenant()
     form = credentials_form(kind)
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             registry.save_credentials(shop, gateway, form.values(), enabled=form.enabled.data)
             record(staff_actor(), "payments.credentials_changed", tenant_id=shop.id,
                    target=gateway, fields=form.changed_fields(), enabled=form.enabled.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("%(label)s settings saved.", label=kind.label))
             return redirect(url_for(".settings") + f"#gateway-{gateway}")
     return _settings_page(submitted=(gateway, form), status=422)
@@ -220,16 +216,12 @@ def platform_gateway_save(gateway: str):
     kind = _gateway_or_404(gateway)
     form = credentials_form(kind)
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             registry.save_credentials(None, gateway, form.values(), enabled=form.enabled.data)
             record(platform_actor(), "payments.credentials_changed", tenant_id=None,
                    target=f"platform:{gateway}", fields=form.changed_fields(),
                    enabled=form.enabled.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("The platform's %(label)s account is saved.", label=kind.label))
             return redirect(url_for(".accounts") + f"#gateway-{gateway}")
     return _accounts_page(submitted=(gateway, form), status=422)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from ..errors import DomainError
 from ..extensions import db
 from ..rows import insert_or_ignore
+from ..security.credentials import masked
 from ..security.crypto import keyring
 from .gateways.base import Gateway
 from .gateways.sandbox import SandboxGateway
@@ -150,16 +151,7 @@ def masked_credentials(account: PaymentAccount | PlatformPaymentAccount | None,
                        gateway: type[Gateway]) -> dict[str, str]:
     """What a form may show of stored credentials: secrets as ••••last4, others in full."""
     values = decrypt_credentials(account.credentials) if account else {}
-    shown = {}
-    for spec in gateway.credential_fields:
-        value = str(values.get(spec.name) or "")
-        if not value:
-            shown[spec.name] = ""
-        elif spec.secret:
-            shown[spec.name] = "••••" + value[-4:] if len(value) > 8 else "••••"
-        else:
-            shown[spec.name] = value
-    return shown
+    return masked(values, gateway.credential_fields)
 
 
 def _gateway_methods(tenant) -> list[Method]:

@@ -14,7 +14,7 @@ from flask_login import current_user
 
 from ..errors import DomainError
 from ..extensions import db
-from ..forms import EmptyForm
+from ..forms import EmptyForm, committing
 from . import totp
 from .login import TwoFactorForm
 
@@ -48,13 +48,8 @@ def add_two_factor_pages(bp: Blueprint, pages: TwoFactorPages) -> None:
     def security_setup():
         if not EmptyForm().validate_on_submit():
             abort(400)
-        try:
+        with committing():
             totp.begin_setup(current_user)
-        except DomainError as error:
-            db.session.rollback()
-            flash(error.message, "error")
-        else:
-            db.session.commit()
         return redirect(url_for(".security"))
 
     def change(step, action: str, done: str):

@@ -20,8 +20,9 @@ from sqlalchemy import func, select
 from ..catalog import service as catalog
 from ..catalog.models import DELIVERY_KINDS, Product, SupplyCategory, SupplyProduct
 from ..delivery import suppliers
-from ..errors import DomainError, NotFound
+from ..errors import NotFound
 from ..extensions import db
+from ..forms import committing
 from ..inventory.service import stock_summary
 from ..money import decimal_string, format_money, parse_amount
 from ..security.images import MAX_IMAGE_BYTES
@@ -155,16 +156,13 @@ def product_new():
     form = _product_form(None)
     if not form.validate_on_submit():
         return _product_page(form, None, 422 if request.method == "POST" else 200)
-    try:
+    with committing(form) as attempt:
         product = catalog.create_supply_product(
             name=form.name.data, cost=_cost(form), category_id=form.category_id.data or None,
             **_details(form),
         )
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return _product_page(form, None, 422)
-    db.session.commit()
     flash(_("Supply product '%(name)s' created. New shops list it as they open.",
             name=product.name))
     return redirect(url_for(".product_edit", product_id=product.id))
@@ -176,16 +174,13 @@ def product_edit(product_id: int):
     form = _product_form(product)
     if not form.validate_on_submit():
         return _product_page(form, product, 422 if request.method == "POST" else 200)
-    try:
+    with committing(form) as attempt:
         notices = catalog.update_supply_product(
             product, name=form.name.data, cost=_cost(form),
             category_id=form.category_id.data or None, **_details(form),
         )
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return _product_page(form, product, 422)
-    db.session.commit()
     flash(_("Supply product '%(name)s' saved.", name=product.name))
     if notices:
         flash(_told(notices))
@@ -225,13 +220,9 @@ def _product_counts() -> dict[int, int]:
 def category_list():
     form = SupplyCategoryForm()
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             category = catalog.create_supply_category(form.name.data, form.sort.data or 0)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Supply category '%(name)s' created.", name=category.name))
             return redirect(url_for(".category_list"))
     return render_template(
@@ -247,14 +238,10 @@ def category_edit(category_id: int):
     category = _category_or_404(category_id)
     form = SupplyCategoryEditForm(obj=category if request.method == "GET" else None)
     if form.validate_on_submit():
-        try:
+        with committing(form) as attempt:
             catalog.update_supply_category(category, name=form.name.data,
                                            sort=form.sort.data or 0, active=form.active.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.fail(error)
-        else:
-            db.session.commit()
+        if attempt.ok:
             flash(_("Supply category '%(name)s' saved.", name=category.name))
             return redirect(url_for(".category_list"))
     return render_template(

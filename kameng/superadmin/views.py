@@ -15,7 +15,7 @@ from wtforms.validators import DataRequired, Length
 from ..audit.service import record
 from ..errors import DomainError, NotFound
 from ..extensions import db
-from ..forms import EmptyForm, Form
+from ..forms import EmptyForm, Form, committing
 from ..members.models import Customer
 from ..merchant.models import StaffUser
 from ..security import impersonation as support_links
@@ -172,14 +172,10 @@ def _change_status(tenant_id: int, change, done: str, action: str):
     tenant = _tenant_or_404(tenant_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
-    try:
+    with committing() as attempt:
         change(tenant)
         record(platform_actor(), action, tenant_id=tenant.id, target=tenant.slug)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
-    else:
-        db.session.commit()
+    if attempt.ok:
         current_app.logger.info("tenant %s %s by %s", tenant.slug, done, current_user.email)
         if done == "suspended":
             flash(_("Shop '%(slug)s' suspended.", slug=tenant.slug))
@@ -259,15 +255,12 @@ def account_create():
     form = PlatformUserForm()
     if not form.validate_on_submit():
         return _accounts_page(form, 422)
-    try:
+    with committing(form) as attempt:
         user = platform_users.create_platform_user(
             email=form.email.data, password=form.password.data, name=form.name.data or "")
         record(platform_actor(), "platform_user.created", tenant_id=None, target=user.email)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return _accounts_page(form, 422)
-    db.session.commit()
     flash(_("%(email)s is a super-admin now.", email=user.email))
     return redirect(url_for(".account_list"))
 
@@ -278,13 +271,9 @@ def _account_change(user_id: int, change, done: str):
     except NotFound:
         abort(404)
     _confirm_button()
-    try:
+    with committing() as attempt:
         change(user)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
-    else:
-        db.session.commit()
+    if attempt.ok:
         flash(done % {"email": user.email})
     return redirect(url_for(".account_list"))
 

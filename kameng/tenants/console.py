@@ -9,9 +9,8 @@ from flask_babel import lazy_gettext as _l
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from ..errors import DomainError
 from ..extensions import db
-from ..forms import EmptyForm, Form
+from ..forms import EmptyForm, Form, committing
 from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from . import domains as service
 from .hosts import current_tenant
@@ -55,13 +54,10 @@ def domain_add():
     form = DomainForm()
     if not form.validate_on_submit():
         return _page(form, 422)
-    try:
+    with committing(form) as attempt:
         domain = service.add_domain(current_tenant(), form.host.data, actor=staff_actor())
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return _page(form, 422)
-    db.session.commit()
     flash(_("%(host)s added. Create the DNS records below, then press Verify.",
             host=domain.host))
     return redirect(url_for(".domain_list") + f"#domain-{domain.id}")
@@ -71,13 +67,9 @@ def domain_add():
 def domain_verify(domain_id: int):
     domain = service.get_custom_domain(current_tenant(), domain_id)
     _confirm_button()
-    try:
+    with committing() as attempt:
         service.verify_domain(domain, actor=staff_actor())
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
-    else:
-        db.session.commit()
+    if attempt.ok:
         flash(_("%(host)s is verified: your shop now answers on it.", host=domain.host))
     return redirect(url_for(".domain_list") + f"#domain-{domain.id}")
 

@@ -18,9 +18,8 @@ from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..audit.service import record
-from ..errors import DomainError
 from ..extensions import db
-from ..forms import EmptyForm, Form
+from ..forms import EmptyForm, Form, committing
 from ..merchant.console import console_blueprint, guard_blueprint, staff_actor
 from ..rows import row_by_id
 from ..tenants.hosts import current_tenant
@@ -102,16 +101,13 @@ def endpoint_list():
     if not form.validate_on_submit():
         return _list_page(form, 422)
     shop = current_tenant()
-    try:
+    with committing(form) as attempt:
         endpoint, secret = webhooks.create_endpoint(shop.id, url=form.url.data,
                                                     events=form.events.data)
         record(staff_actor(), "webhook.endpoint_created", tenant_id=shop.id,
                target=endpoint.url, events=endpoint.events)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+    if attempt.failed:
         return _list_page(form, 422)
-    db.session.commit()
     return _secret_page(endpoint, secret, created=True)
 
 
@@ -136,18 +132,15 @@ def endpoint_detail(endpoint_id: int):
     form = EndpointEditForm()
     if not form.validate_on_submit():
         return _detail_page(endpoint, form, 422)
-    try:
+    with committing(form) as attempt:
         changed = webhooks.update_endpoint(endpoint, url=form.url.data, events=form.events.data,
                                            active=form.active.data)
-    except DomainError as error:
-        db.session.rollback()
-        form.fail(error)
+        if changed:
+            record(staff_actor(), "webhook.endpoint_changed", tenant_id=endpoint.tenant_id,
+                   target=endpoint.url, fields=changed, events=endpoint.events,
+                   active=endpoint.active)
+    if attempt.failed:
         return _detail_page(_endpoint_or_404(endpoint_id), form, 422)
-    if changed:
-        record(staff_actor(), "webhook.endpoint_changed", tenant_id=endpoint.tenant_id,
-               target=endpoint.url, fields=changed, events=endpoint.events,
-               active=endpoint.active)
-    db.session.commit()
     flash(_("Webhook endpoint saved.") if changed else _("Nothing changed."))
     return redirect(url_for(".endpoint_detail", endpoint_id=endpoint.id))
 
@@ -200,15 +193,12 @@ def endpoint_test(endpoint_id: int):
     """Send a made-up paid order to this endpoint now."""
     endpoint = _endpoint_or_404(endpoint_id)
     _confirm_button()
-    try:
+    with committing() as attempt:
         delivery = webhooks.send_test(endpoint, current_tenant().currency)
-    except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
+        record(staff_actor(), "webhook.test_sent", tenant_id=endpoint.tenant_id,
+               target=endpoint.url, delivery=delivery.delivery_id)
+    if attempt.failed:
         return redirect(url_for(".endpoint_detail", endpoint_id=endpoint_id))
-    record(staff_actor(), "webhook.test_sent", tenant_id=endpoint.tenant_id, target=endpoint.url,
-           delivery=delivery.delivery_id)
-    db.session.commit()
     webhooks.send_queued()
     _flash_outcome(delivery.id, _("The test event"))
     return redirect(url_for(".endpoint_detail", endpoint_id=endpoint_id))

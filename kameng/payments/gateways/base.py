@@ -8,6 +8,7 @@ from typing import ClassVar
 from flask_babel import gettext as _
 
 from ...errors import DomainError
+from ...security.credentials import CredentialField
 
 
 class InvalidNotification(DomainError):
@@ -26,14 +27,6 @@ class GatewayError(DomainError):
     """The gateway refused or failed a call (shown to staff; the buyer sees a plain message)."""
 
     status_code = 502
-
-
-@dataclass(frozen=True)
-class CredentialField:
-    name: str
-    label: str
-    secret: bool = True  # shown masked and write-only in forms
-    required: bool = True
 
 
 @dataclass(frozen=True)
