@@ -35,8 +35,6 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +44,8 @@ import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
+
+from harness import free_port, in_threads, stop_group, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -108,12 +108,6 @@ def order():
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def env_for(db_url: str, redis_url: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     if redis_url:
@@ -134,18 +128,10 @@ class Server:
         self.proc = subprocess.Popen(
             [PY, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
              "--log-level", "warning", app], env=env, cwd=cwd, start_new_session=True)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{app} did not start")
+        wait_for_port(self.port, what=app, proc=self.proc)
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        stop_group(self.proc)
 
 
 def request(port: int, method: str, path: str, *, host: str, body: bytes = b"",
@@ -185,11 +171,7 @@ def run_load(seconds: float, clients: int, one_order) -> tuple[int, int, list[fl
                 else:
                     errors[0] += 1
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(clients, worker)
     return done[0], errors[0], latencies
 
 

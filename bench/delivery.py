@@ -39,7 +39,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -50,8 +49,9 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from checkout import PG_SERVER, SETUP, Server, free_port, request
+from checkout import PG_SERVER, SETUP, Server, request
 from checkout import env_for as web_env_for
+from harness import free_port, in_threads, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -270,11 +270,7 @@ def prepare_orders(port: int, host: str, product_id: str, count: int, clients: i
                 else:
                     errors[0] += 1
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(clients, client)
     if errors[0]:
         raise RuntimeError(f"{errors[0]} checkouts failed")
     return references
@@ -313,11 +309,7 @@ def notify_at_rate(port: int, host: str, tenant_id: int, secret: str, references
             with lock:
                 sent[references[i]] = (wall, time.perf_counter() - began, status if ok else -1)
 
-    threads = [threading.Thread(target=sender) for _ in range(senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(senders, sender)
     return sent
 
 
@@ -348,12 +340,7 @@ class Worker:
         raise RuntimeError("kameng worker did not start")
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_group(self.proc)
 
 
 # -- the run -------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,27 +24,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import free_port, stop_group, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PG_BIN = Path(os.environ.get("BENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 ENCRYPTION_KEY = "3Yh0Fz0r2bq3oBq1vJm7cC1cJ0mJ8m6B0S1nW2e5xqY="
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, seconds: float = 30, what: str = "server") -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} on port {port} did not start")
 
 
 def _as_postgres() -> list[str]:
@@ -236,13 +220,7 @@ class Gunicorn:
         proxy = getattr(self, "proxy", None)
         if proxy is not None:
             proxy.stop()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
 
 
 class Proxy:
@@ -291,9 +269,7 @@ http {{
         wait_for_port(self.port, what="nginx")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
+        stop_group(self.proc)
 
 
 class KamengWorker:
@@ -315,12 +291,7 @@ class KamengWorker:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_group(self.proc)
 
 
 @dataclass

@@ -32,8 +32,6 @@ import os
 import re
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +40,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness import free_port, stop_group, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -125,25 +125,6 @@ def home():
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start")
-
-
 class Redis:
     """A private redis-server in a temporary directory (no persistence)."""
 
@@ -153,7 +134,7 @@ class Redis:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(workdir), "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, start_new_session=True)
-        wait_for_port(self.port, self.proc, "redis-server")
+        wait_for_port(self.port, what="redis-server", proc=self.proc)
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
@@ -171,7 +152,7 @@ class Server:
         self.proc = subprocess.Popen(
             [PY, "-m", "gunicorn", *self.settings, "-b", f"127.0.0.1:{self.port}", app],
             env=env, cwd=cwd, start_new_session=True)
-        wait_for_port(self.port, self.proc, app)
+        wait_for_port(self.port, what=app, proc=self.proc)
 
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
@@ -179,8 +160,7 @@ class Server:
         return [int(pid) for pid in out.split()]
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        stop_group(self.proc)
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -16,8 +16,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,15 +24,11 @@ import time
 import uuid
 from pathlib import Path
 
+from harness import free_port, stop_group, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PG_SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_database(kind: str, workdir: Path, label: str) -> str:
@@ -143,18 +137,10 @@ class Server:
             cwd=ROOT,
             start_new_session=True,
         )
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("gunicorn did not start")
+        wait_for_port(self.port, what="gunicorn", proc=self.proc)
 
     def stop(self):
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        stop_group(self.proc)
 
 
 ROTATE_LUA = """
