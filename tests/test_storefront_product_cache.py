@@ -200,3 +200,38 @@ def test_guests_with_a_session_share_the_kept_page_each_with_their_own_token(
     assert placed.status_code == 302
     page = guests[1].get(f"/product/{product_id}").get_data(as_text=True)
     assert "1 in stock" in page and len(renders) == 2  # the sale shows: rendered again
+
+
+def test_where_the_shop_hides_counts_a_sale_re_renders_nothing_until_sold_out(
+        app, create_tenant, card_product, client_for, in_app, monkeypatch):
+    """Its pages say only "In stock" or "Sold out": they are kept under that, not the count."""
+    from kameng.tenants.models import Tenant
+
+    renders: list[str] = []
+    for name in ("home_page", "product_page"):
+        def counting(*args, _render=getattr(storefront_views, name), _name=name, **kwargs):
+            renders.append(_name)
+            return _render(*args, **kwargs)
+
+        monkeypatch.setattr(storefront_views, name, counting)
+    shop = create_tenant(slug="hidden")
+    sold = card_product(shop, codes=["H-1", "H-2", "H-3"], name="Quiet card")
+    with in_app(shop) as session:
+        session.get(Tenant, shop.id).settings = {"show_stock_numbers": False}
+        session.commit()
+    visitor = client_for(shop)
+    for path in ("/", f"/product/{sold}"):
+        page = visitor.get(path).get_data(as_text=True)
+        assert "In stock" in page and "3 in stock" not in page
+    assert sorted(renders) == ["home_page", "product_page"]
+    buyer = client_for(shop)
+    assert buyer.post(f"/product/{sold}/checkout", data=GUEST).status_code == 302
+    for path in ("/", f"/product/{sold}"):
+        page = visitor.get(path).get_data(as_text=True)
+        assert "In stock" in page and "Sold out" not in page
+    assert len(renders) == 2  # 3 -> 2 codes shows the same: both pages stayed kept
+    for _ in range(2):
+        assert client_for(shop).post(f"/product/{sold}/checkout", data=GUEST).status_code == 302
+    assert "Sold out" in visitor.get(f"/product/{sold}").get_data(as_text=True)
+    assert "Sold out" in visitor.get("/").get_data(as_text=True)
+    assert len(renders) == 4  # sold out shows otherwise: both rendered again

@@ -41,8 +41,10 @@ out of stock; expiry puts them back), and a stock change must not throw away a s
 - pages are kept under the shop and platform tokens and the stock of the products they show
   (the home page: the shelf; a category: its products; a product page: that product), not
   under the stock tokens. A sale of one product re-renders the pages that show its count
-  (home, its category, its page), and the shop's other pages stay kept. The fast lane checks
-  the same: the stock the kept page shows against the current stock map.
+  (home, its category, its page), and the shop's other pages stay kept. Where the shop hides
+  counts, a page shows only "in stock" or "sold out" and is kept under that
+  (`stock_as_shown`): a sale re-renders nothing until the product sells out. The fast lane
+  checks the same: the stock the kept page shows against the current stock map.
 
 Chosen over stand-ins filled at serve time (one kept page, stock written in per response):
 that would need every theme's stock markup (classes, the buy button, the macro) turned into
@@ -559,6 +561,21 @@ def stock_map(tenant_id: int, tokens: tuple[str, ...], count: Callable[[], dict]
     units = count()
     entries.put(("stock", tenant_id), KeptStock(tokens, counted_at, units), lifetime())
     return units
+
+
+# What a page shows of a product's stock: (product id, floor). Floor None: the count itself
+# ("12 in stock"); a number: only whether the stock reaches it — the fewest units one can buy,
+# for shops that hide counts ("in stock" / "sold out"), whose pages then outlive sales.
+Shown = tuple[int, "int | None"]
+
+
+def stock_as_shown(units: dict, shows: Iterable[Shown]) -> tuple:
+    """What pages showing `shows` show of the stock map `units` (None: unlimited)."""
+    shown = []
+    for product_id, floor in shows:
+        count = units.get(product_id)
+        shown.append(count if floor is None or count is None else count >= floor)
+    return tuple(shown)
 
 
 def peek_stock(app: Flask, tenant_id: int, tokens: tuple[str, ...]) -> dict | None:

@@ -36,7 +36,7 @@ from werkzeug.http import parse_cookie
 from ..i18n import LANGUAGE_COOKIE, LANGUAGES
 from ..reports.product_views import record_view
 from ..tenants.hosts import normalize_host, resolver
-from .cache import lifetime, peek_stock, responses, versions
+from .cache import Shown, lifetime, peek_stock, responses, stock_as_shown, versions
 
 SLOT = "kameng.fast_lane"  # environ key: where cached_page tells the lane what it may keep
 
@@ -45,8 +45,8 @@ SLOT = "kameng.fast_lane"  # environ key: where cached_page tells the lane what 
 class KeptResponse:
     tenant_id: int
     tokens: tuple[str, ...]  # the catalog's: shop, platform
-    shows: tuple[int, ...]  # products whose stock the page shows
-    shown: tuple  # and that stock
+    shows: tuple[Shown, ...]  # products whose stock the page shows, and how
+    shown: tuple  # and that stock, as shown
     status: str
     headers: tuple[tuple[str, str], ...]  # with the stand-in where the nonce goes
     body: bytes  # likewise
@@ -54,7 +54,7 @@ class KeptResponse:
     counts_view: int | None = None  # a product page: its product's view is counted
 
 
-def offer(tenant_id: int, tokens: tuple[str, ...], shows: tuple[int, ...], shown: tuple,
+def offer(tenant_id: int, tokens: tuple[str, ...], shows: tuple[Shown, ...], shown: tuple,
           page: str, stand_in: str, nonce: str, counts_view: int | None = None) -> None:
     """Called by cached_page for a page kept for every anonymous visitor (`page` with the
     stand-in, `nonce` the one this response carries): the lane may keep this response."""
@@ -120,7 +120,7 @@ class FastLane:
         if tokens is None or (tokens[0], tokens[2]) != kept.tokens:
             return False
         stock = peek_stock(self.app, kept.tenant_id, tokens)
-        return stock is not None and tuple(stock.get(i) for i in kept.shows) == kept.shown
+        return stock is not None and stock_as_shown(stock, kept.shows) == kept.shown
 
     @staticmethod
     def _replay(kept: KeptResponse, start_response: Callable) -> list[bytes]:

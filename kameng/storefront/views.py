@@ -133,11 +133,21 @@ def shop_stock() -> dict[int, int | None]:
     return service.shelf_stock(front, tuple(p.card for p in priced))
 
 
-def cached_page(name: tuple, render: Callable[[], str], shows: Iterable[int] = (),
+def stock_shown(items: Iterable[service.ShelfItem]) -> tuple[cache.Shown, ...]:
+    """How a page showing these shelf items shows their stock: counts where the shop shows
+    them, else only in stock / sold out (sold out below the fewest units one can buy)."""
+    front = current_front()
+    exact = service.shows_stock_numbers(current_tenant(), front.look.settings)
+    return tuple((item.product.id, None if exact else item.product.quantity_range[0])
+                 for item in items)
+
+
+def cached_page(name: tuple, render: Callable[[], str], shows: Iterable[cache.Shown] = (),
                 counts_view: int | None = None, with_token: bool = False) -> str:
     """A shop page rendered once for all anonymous visitors and kept until the shop's catalog
-    or look changes, or the stock of a product it `shows` (ids) does (per host, scheme and
-    language); each response gets its own nonce. `render` must show stock from shop_stock().
+    or look changes, or what it `shows` (stock_shown()) of its products' stock does (per host,
+    scheme and language); each response gets its own nonce. `render` must show stock from
+    shop_stock().
     `counts_view`: the product whose view a fast-lane replay of the page counts.
     `with_token`: the page for guests with a session, whose forms carry their CSRF token —
     kept with a stand-in, each response getting its visitor's own token.
@@ -152,7 +162,7 @@ def cached_page(name: tuple, render: Callable[[], str], shows: Iterable[int] = (
         return render()
     shows = tuple(shows)
     stock = shop_stock()
-    shown = tuple(stock.get(product_id) for product_id in shows)
+    shown = cache.stock_as_shown(stock, shows)
     catalog_tokens = (tokens[0], tokens[2])  # shop, platform (stock: `shown`)
     key = ("page", *name, front.tenant_id, request.host, request.scheme, str(get_locale()),
            *catalog_tokens, shown)
@@ -181,7 +191,7 @@ def _own(page: str) -> str:
 
 @bp.get("/")
 def home():
-    return cached_page(("home",), home_page, shows=(item.product.id for item in _shelf()))
+    return cached_page(("home",), home_page, shows=stock_shown(_shelf()))
 
 
 def home_page(**context) -> str:
@@ -196,7 +206,7 @@ def category(category_id: int):
     items = service.category_items(_shelf(), chosen)
     return cached_page(("category", category_id), lambda: render_shop(
         "category.html", category=chosen, items=service.category_items(_shelf(), chosen)),
-        shows=(item.product.id for item in items))
+        shows=stock_shown(items))
 
 
 @bp.get("/search")
@@ -209,16 +219,17 @@ def search():
 def product(product_id: int):
     from ..orders.forms import checkout_needs_csrf
 
-    if not checkout_needs_csrf():  # the same for every visitor without a session: kept
-        page = cached_page(("product", product_id),  # (fast lane: counts_view)
-                           lambda: product_page(product_id, stock=shop_stock())[0],
-                           shows=(product_id,), counts_view=product_id)
-    elif not current_user.is_authenticated:  # a guest with a session: kept but for the token
+    if current_user.is_authenticated:  # a buyer's own prices
+        page = product_page(product_id)
+    else:
+        # The same for every guest without a session (the fast lane replays it and counts the
+        # view); a guest with a session gets it too, with their own CSRF token put in.
+        with_token = checkout_needs_csrf()
+        on_shelf = [item for item in _shelf() if item.product.id == product_id]
         page = cached_page(("product", product_id),
                            lambda: product_page(product_id, stock=shop_stock())[0],
-                           shows=(product_id,), with_token=True)
-    else:  # a buyer's own prices
-        page = product_page(product_id)
+                           shows=stock_shown(on_shelf) if on_shelf else ((product_id, None),),
+                           counts_view=None if with_token else product_id, with_token=with_token)
     if request.method == "GET":  # not HEAD: link checkers are no visitors
         record_view(current_front().tenant_id, product_id)  # in memory, no database write
     return page
