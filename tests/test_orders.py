@@ -376,3 +376,27 @@ def test_cancel_a_pending_order_releases_its_codes(shop, card_product, client_fo
     assert cancelled.status_code == 302
     assert "cancelled" in client.get(order_path).get_data(as_text=True)
     assert _codes(in_app, shop) == {"available": 1}
+
+
+def test_a_buyer_pays_or_cancels_an_unpaid_order_from_their_account(
+        shop, card_product, client_for, buy, create_customer, in_app):
+    product_id = card_product(shop, codes=["U-1", "U-2"])
+    create_customer(shop, email="later@example.test", password="later-pass-1")
+    buyer = client_for(shop)
+    buyer.login("later@example.test", "later-pass-1")
+    placed = buy(buyer, product_id, email="later@example.test")
+    with in_app(shop) as session:
+        number = session.scalar(select(Order.number))
+    listed = buyer.get("/account/orders").get_data(as_text=True)
+    assert f'href="/orders/{number}"' in listed
+    page = buyer.get(f"/orders/{number}").get_data(as_text=True)
+    token = order_path_of(placed).rsplit("/", 1)[1]
+    assert f'href="/order/{token}/pay"' in page and f'action="/order/{token}/cancel"' in page
+    paying = buyer.get(f"/order/{token}/pay")
+    assert paying.status_code == 302 and "/pay/sandbox/" in paying.location
+    # Someone who looked the order up by its number and e-mail sees it, not its actions.
+    other = client_for(shop)
+    assert other.submit("/orders/lookup", {"number": number,
+                                           "email": "later@example.test"}).status_code == 302
+    seen = other.get(f"/orders/{number}").get_data(as_text=True)
+    assert number in seen and token not in seen and "/pay" not in seen.split("<main")[-1]

@@ -208,12 +208,17 @@ def test_where_the_shop_hides_counts_a_sale_re_renders_nothing_until_sold_out(
     from kameng.tenants.models import Tenant
 
     renders: list[str] = []
-    for name in ("home_page", "product_page"):
-        def counting(*args, _render=getattr(storefront_views, name), _name=name, **kwargs):
-            renders.append(_name)
-            return _render(*args, **kwargs)
 
-        monkeypatch.setattr(storefront_views, name, counting)
+    def counted(name):
+        render = getattr(storefront_views, name)
+
+        def counting(*args, **kwargs):
+            renders.append(name)
+            return render(*args, **kwargs)
+        return counting
+
+    for name in ("home_page", "product_page"):
+        monkeypatch.setattr(storefront_views, name, counted(name))
     shop = create_tenant(slug="hidden")
     sold = card_product(shop, codes=["H-1", "H-2", "H-3"], name="Quiet card")
     with in_app(shop) as session:

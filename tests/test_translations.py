@@ -82,6 +82,47 @@ def test_every_message_is_translated_to_chinese():
     assert not report, f"run `make translations` and translate them\n{report}"
 
 
+def _shown_errors() -> set[str]:
+    """Names of the exceptions whose message people read: form validation errors and every
+    DomainError (views show them on a form, a page or a flash) but a refused notification,
+    whose reason goes back to the gateway and into the log, in English on purpose."""
+    import kameng.api.views
+    import kameng.delivery.adapters
+    import kameng.payments.gateways.stripe_gateway  # noqa: F401
+    from kameng.errors import DomainError
+    from kameng.payments.gateways.base import InvalidNotification
+
+    names, todo = {"ValidationError"}, [DomainError]
+    while todo:
+        kind = todo.pop()
+        if not issubclass(kind, InvalidNotification):
+            names.add(kind.__name__)
+            todo.extend(kind.__subclasses__())
+    return names
+
+
+def test_messages_shown_to_people_go_through_babel(app):
+    """A flash, a form error or a DomainError built from a bare string or f-string would be
+    shown in English on a Chinese page (babel never sees it): each must be wrapped in _()."""
+    import ast
+
+    shown = _shown_errors()
+    bare = []
+    for path in sorted((ROOT / "kameng").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            callee = ast.unparse(node.func)
+            first = node.args[0]
+            if not (isinstance(first, ast.JoinedStr)
+                    or (isinstance(first, ast.Constant) and isinstance(first.value, str))):
+                continue
+            if (callee.split(".")[-1] in shown | {"flash"}
+                    or callee.endswith(("errors.append", "form_errors.append"))):
+                bare.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)[:90]}")
+    assert not bare, "shown to people untranslated:\n" + "\n".join(bare)
+
+
 def test_translations_keep_the_placeholders():
     wrong = []
     for entry in catalog():

@@ -39,7 +39,7 @@ class FulfilForm(Form):
         if not super().validate(extra_validators):
             return False
         if not any(text.strip() for text in self.contents().values()):
-            self.form_errors.append("Enter what to deliver for at least one line.")
+            self.form_errors.append(_l("Enter what to deliver for at least one line."))
             return False
         return True
 

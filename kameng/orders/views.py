@@ -194,7 +194,12 @@ def _render_order(order: Order, token: str | None = None):
 
 @bp.get("/orders/<number>")
 def order_by_number(number: str):
-    return _render_order(order_for_number(number))
+    order = order_for_number(number)
+    # The buyer's own unpaid order, opened from their account: with the order link's actions
+    # (pay now, cancel). A browser that only looked the order up gets the page without them.
+    own = current_user.is_authenticated and order.customer_id == current_user.id
+    token = orders.order_link_token(order) if own and order.status == "pending" else None
+    return _render_order(order, token=token)
 
 
 def order_for_number(number: str) -> Order:
@@ -228,7 +233,7 @@ def lookup():
             _remember(order)
             return redirect(url_for(".order_by_number", number=order.number))
         # The same answer whether the number is unknown or the e-mail does not match.
-        form.form_errors.append("No order matches that number and e-mail.")
+        form.form_errors.append(_("No order matches that number and e-mail."))
         status = 404
     elif request.method == "POST":
         status = 422

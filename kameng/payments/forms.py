@@ -82,5 +82,5 @@ class WalletCreditForm(Form):
         except DomainError as error:
             raise ValidationError(error.message) from None
         if minor <= 0:
-            raise ValidationError("Enter an amount above zero.")
+            raise ValidationError(_l("Enter an amount above zero."))
         self.minor = minor

@@ -115,7 +115,7 @@ def login_flow(
         mark_login_failed()
         if console is not None:
             console.record_failure(form.email.data, reason="password")
-        form.form_errors.append("Wrong e-mail or password.")
+        form.form_errors.append(_("Wrong e-mail or password."))
         status = 422
     elif request.method == "POST":
         status = 422

@@ -105,7 +105,8 @@ class Gateway:
         return None
 
     def refund(self, payment, amount: int) -> None:
-        raise GatewayError(f"{self.label} refunds are not supported; refund the buyer by hand.")
+        raise GatewayError(_("%(gateway)s refunds are not supported; refund the buyer by hand.",
+                             gateway=self.label))
 
     def acknowledge(self) -> tuple[str, int, dict]:
         """The answer that tells the gateway to stop retrying."""

@@ -136,6 +136,10 @@ class EpayGateway(Gateway):
         if self._setting("mode").lower() not in ("", "redirect", "mapi"):
             raise GatewayError(_l("Mode is either redirect or mapi."))
 
+    def _too_slow(self, where: str):
+        return _l("%(where)s did not answer within %(seconds)s s.", where=where,
+                  seconds=f"{self.timeout:g}")
+
     def _setting(self, name: str) -> str:
         return str(self.credentials.get(name) or "").strip()
 
@@ -404,7 +408,7 @@ class EpayGateway(Gateway):
                         break
                     body += chunk
                     if time.monotonic() > deadline:
-                        raise GatewayError(f"{where} did not answer within {self.timeout:g} s.")
+                        raise GatewayError(self._too_slow(where))
         except urllib.error.HTTPError as error:
             error.close()
             if 300 <= error.code < 400:
@@ -416,7 +420,7 @@ class EpayGateway(Gateway):
         except (urllib.error.URLError, HTTPException, OSError) as error:
             reason = getattr(error, "reason", error)
             if isinstance(reason, TimeoutError):
-                raise GatewayError(f"{where} did not answer within {self.timeout:g} s.") from None
+                raise GatewayError(self._too_slow(where)) from None
             raise GatewayError(_l("%(where)s could not be reached (%(reason)s).", where=where,
                                   reason=reason or _l("no answer"))) from None
         if len(body) > MAX_BODY:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import stripe
 from flask import current_app, has_request_context, request, url_for
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -103,11 +104,15 @@ def payment_method_types(currency: str, configured: str = "") -> list[str]:
     return chosen or ["card"]
 
 
-def _failure(action: str, error: stripe.StripeError) -> GatewayError:
-    log.warning("Stripe could not %s: %r", action, error)
+def _failure(action, error: stripe.StripeError) -> GatewayError:
+    """`action`: what Kameng asked of Stripe, a lazy string ("start the payment")."""
+    with force_locale("en"):  # the log in English, whoever asked
+        log.warning("Stripe could not %s: %r", action, error)
     if isinstance(error, stripe.APIConnectionError):
-        return GatewayError(f"Stripe could not be reached to {action}; please try again.")
-    return GatewayError(f"Stripe would not {action}: {error.user_message or 'no reason given'}")
+        return GatewayError(_l("Stripe could not be reached to %(action)s; please try again.",
+                               action=action))
+    return GatewayError(_l("Stripe would not %(action)s: %(reason)s", action=action,
+                           reason=error.user_message or _l("no reason given")))
 
 
 def _as_int(value) -> int | None:
@@ -234,7 +239,7 @@ class StripeGateway(Gateway):
                     params, {"idempotency_key": f"kameng-checkout-{payment.reference}"}
                 ).to_dict()
         except stripe.StripeError as error:
-            raise _failure("start the payment", error) from None
+            raise _failure(_l("start the payment"), error) from None
         if not session.get("url") or not session.get("id"):
             raise GatewayError(_l("Stripe did not return a payment page; please try again."))
         return PaymentStart(kind="redirect", url=session["url"], external_id=session["id"])
@@ -250,7 +255,7 @@ class StripeGateway(Gateway):
             with self._client() as client:
                 session = client.v1.checkout.sessions.retrieve(payment.external_id).to_dict()
         except stripe.StripeError as error:
-            raise _failure("look up the payment", error) from None
+            raise _failure(_l("look up the payment"), error) from None
         if session.get("payment_status") == "paid":
             status = "succeeded"
         elif session.get("status") == "expired":
@@ -279,7 +284,7 @@ class StripeGateway(Gateway):
                     {"idempotency_key": f"kameng-refund-{payment.reference}-{amount}"}
                 ).to_dict()
         except stripe.StripeError as error:
-            raise _failure("refund the payment", error) from None
+            raise _failure(_l("refund the payment"), error) from None
         if refund.get("status") in ("failed", "canceled"):
             raise GatewayError(_l("Stripe could not refund the payment (refund %(id)s "
                                   "%(status)s).", id=refund.get('id'), status=refund.get('status')))
@@ -295,7 +300,7 @@ class StripeGateway(Gateway):
             with self._client() as client:
                 balance = client.v1.balance.retrieve().to_dict()
         except stripe.StripeError as error:
-            raise _failure("accept the secret key", error) from None
+            raise _failure(_l("accept the secret key"), error) from None
         mode = "live" if balance.get("livemode") else "test"
         message = _("Stripe accepted the secret key (%(mode)s mode).", mode=mode)
         return f"{message} Send the events {', '.join(HANDLED_EVENTS)}{self._notify_target()}."
@@ -356,7 +361,7 @@ class StripeGateway(Gateway):
                     intent_data = client.v1.payment_intents.retrieve(intent).to_dict()
                 metadata = intent_data.get("metadata") or {}
             except stripe.StripeError as error:
-                raise _failure("look up the refunded payment", error) from None
+                raise _failure(_l("look up the refunded payment"), error) from None
         if not metadata.get(REFERENCE_KEY):
             raise IgnoredEvent("the refunded charge is not a Kameng payment")
         return PaymentEvent(
