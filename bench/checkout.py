@@ -15,9 +15,13 @@ private redis-server) and one `kameng worker` running throughout, for both measu
 
 Target: kameng orders/s >= 0.5x minimal requests/s.
 
-Also measured, same server, before the paid path: Kameng's floor — GET /lang/en, a request
-that resolves its shop and answers a redirect — halved, as two requests per order cost at
-least that much before any order is written.
+Also measured, to show what bounds the ratio (after Kameng's run, same gunicorn settings):
+the same paid path written by hand in SQL — no ORM, no shop lookup, no checks beyond the
+price, the signature and the amount (REFERENCE_APP below: the least any implementation
+writes) — with a statement per step, and with one statement per request (data-modifying
+CTEs). And, same server, before the paid path: Kameng's floor — GET /lang/en, a request that
+resolves its shop and answers a redirect — halved, as two requests per order cost at least
+that much before any order is written.
 
     .venv/bin/python bench/checkout.py [--seconds 20] [--clients 8] [--workers 2] [--inline]
 
@@ -106,6 +110,190 @@ def order():
              "p": int(os.environ["MINIMAL_PRODUCT"])}).rowcount
     return ("ok" if claimed else "sold out"), (200 if claimed else 409)
 '''
+
+# The least any implementation of the paid path does, written by hand: SQL through SQLAlchemy
+# Core, no ORM, no tenant guard, no shop lookup by host, no quote() beyond the product's price,
+# no open-order caps, no CSRF, no templates. Per order, checkout: the price read, the order,
+# its line, the code claimed (SKIP LOCKED), the timeline row, the payment, one commit; the
+# signed notification: HMAC checked, the payment and order read, the notification stored once
+# (unique gateway + event id), the order's compare-and-set to paid, the payment marked, the
+# timeline row, the outbox row, one commit. What it measures is an upper bound: no way of
+# writing Kameng's paid path on this machine goes faster than this.
+REFERENCE_APP = r'''
+import hashlib, hmac, json, os, secrets
+from flask import Flask, request
+from sqlalchemy import create_engine, text
+
+engine = create_engine(os.environ["REFERENCE_DB"], pool_pre_ping=True)
+TENANT, PRODUCT = int(os.environ["REFERENCE_TENANT"]), int(os.environ["REFERENCE_PRODUCT"])
+SECRET = os.environ["REFERENCE_SECRET"].encode()
+app = Flask(__name__)
+
+
+class SoldOut(Exception):
+    pass
+
+
+app.register_error_handler(SoldOut, lambda error: ("sold out", 409))
+with engine.begin() as c:
+    c.execute(text("SELECT pg_advisory_xact_lock(4242)"))  # both workers start at once
+    for ddl in (
+        "CREATE TABLE IF NOT EXISTS ref_orders (id bigserial PRIMARY KEY, tenant_id int NOT NULL, "
+        "number text NOT NULL UNIQUE, token_hash bytea NOT NULL UNIQUE, email text NOT NULL, "
+        "status text NOT NULL, total bigint NOT NULL, currency text NOT NULL, "
+        "created_at timestamptz NOT NULL DEFAULT now(), paid_at timestamptz)",
+        "CREATE TABLE IF NOT EXISTS ref_order_lines (id bigserial PRIMARY KEY, "
+        "order_id bigint NOT NULL REFERENCES ref_orders, product_id int NOT NULL, "
+        "qty int NOT NULL, unit bigint NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS ref_order_events (id bigserial PRIMARY KEY, "
+        "order_id bigint NOT NULL REFERENCES ref_orders, from_status text, to_status text, "
+        "note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+        "CREATE TABLE IF NOT EXISTS ref_payments (id bigserial PRIMARY KEY, "
+        "order_id bigint NOT NULL REFERENCES ref_orders, reference text NOT NULL UNIQUE, "
+        "amount bigint NOT NULL, currency text NOT NULL, status text NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS ref_notifications (id bigserial PRIMARY KEY, "
+        "gateway text NOT NULL, event_id text NOT NULL, payment_id bigint NOT NULL "
+        "REFERENCES ref_payments, body text NOT NULL, UNIQUE (gateway, event_id))",
+        "CREATE TABLE IF NOT EXISTS ref_outbox (id bigserial PRIMARY KEY, kind text NOT NULL, "
+        "order_id bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+    ):
+        c.execute(text(ddl))
+
+
+@app.post("/checkout")
+def checkout():
+    with engine.begin() as c:
+        price = c.execute(text("SELECT price FROM products WHERE id = :p AND tenant_id = :t "
+                               "AND active"), {"p": PRODUCT, "t": TENANT}).scalar_one()
+        order_id = c.execute(text(
+            "INSERT INTO ref_orders (tenant_id, number, token_hash, email, status, total, "
+            "currency) VALUES (:t, :n, :h, :e, 'pending', :total, 'CNY') RETURNING id"),
+            {"t": TENANT, "n": secrets.token_hex(6), "e": request.form.get("email", ""),
+             "h": hashlib.sha256(secrets.token_bytes(24)).digest(), "total": price}).scalar_one()
+        c.execute(text("INSERT INTO ref_order_lines (order_id, product_id, qty, unit) "
+                       "VALUES (:o, :p, 1, :u)"), {"o": order_id, "p": PRODUCT, "u": price})
+        claimed = c.execute(text(
+            "UPDATE card_codes SET status = 'reserved', order_id = :o WHERE id = ("
+            "SELECT id FROM card_codes WHERE tenant_id = :t AND product_id = :p "
+            "AND status = 'available' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"),
+            {"o": order_id, "t": TENANT, "p": PRODUCT}).rowcount
+        if not claimed:
+            raise SoldOut  # rolls the order back
+        c.execute(text("INSERT INTO ref_order_events (order_id, to_status, note) "
+                       "VALUES (:o, 'pending', 'placed')"), {"o": order_id})
+        reference = secrets.token_hex(8)
+        c.execute(text("INSERT INTO ref_payments (order_id, reference, amount, currency, status) "
+                       "VALUES (:o, :r, :a, 'CNY', 'started')"),
+                  {"o": order_id, "r": reference, "a": price})
+    return "", 302, {"Location": f"/pay/sandbox/{reference}"}
+
+
+@app.post("/notify")
+def notify():
+    body = request.get_data()
+    stamp, _, signature = request.headers.get("X-Sandbox-Signature", "").partition(",v1=")
+    expected = hmac.new(SECRET, f"{stamp[2:]}.".encode() + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        return "refused: signature\n", 400
+    event = json.loads(body)
+    with engine.begin() as c:
+        row = c.execute(text(
+            "SELECT p.id, p.amount, p.currency, o.id, o.tenant_id FROM ref_payments p "
+            "JOIN ref_orders o ON o.id = p.order_id WHERE p.reference = :r"),
+            {"r": event["reference"]}).one_or_none()
+        if row is None or row[4] != event["tenant_id"] or row[1] != event["amount"] \
+                or row[2] != event["currency"]:
+            return "refused: payment\n", 400
+        payment_id, order_id = row[0], row[3]
+        stored = c.execute(text(
+            "INSERT INTO ref_notifications (gateway, event_id, payment_id, body) "
+            "VALUES ('sandbox', :e, :p, :b) ON CONFLICT DO NOTHING RETURNING id"),
+            {"e": event["event_id"], "p": payment_id, "b": body.decode()}).scalar()
+        if stored is None:
+            return "ok"  # seen before: acknowledged again, nothing changes
+        paid = c.execute(text("UPDATE ref_orders SET status = 'paid', paid_at = now() "
+                              "WHERE id = :o AND status = 'pending'"), {"o": order_id}).rowcount
+        if paid:
+            c.execute(text("UPDATE ref_payments SET status = 'succeeded' WHERE id = :p"),
+                      {"p": payment_id})
+            c.execute(text("INSERT INTO ref_order_events (order_id, from_status, to_status, "
+                           "note) VALUES (:o, 'pending', 'paid', 'sandbox notification')"),
+                      {"o": order_id})
+            c.execute(text("INSERT INTO ref_outbox (kind, order_id) VALUES ('deliver', :o)"),
+                      {"o": order_id})
+    return "ok"
+
+
+# The same writes, each request one statement (data-modifying CTEs) and its commit: the fewest
+# round trips the paid path can take.
+@app.post("/checkout-one")
+def checkout_one():
+    reference = secrets.token_hex(8)
+    with engine.begin() as c:
+        claimed = c.execute(text(
+            "WITH price AS (SELECT price FROM products WHERE id = :p AND tenant_id = :t "
+            "AND active), "
+            "o AS (INSERT INTO ref_orders (tenant_id, number, token_hash, email, status, total, "
+            "currency) SELECT :t, :n, :h, :e, 'pending', price, 'CNY' FROM price "
+            "RETURNING id, total), "
+            "code AS (UPDATE card_codes SET status = 'reserved', order_id = (SELECT id FROM o) "
+            "WHERE id = (SELECT id FROM card_codes WHERE tenant_id = :t AND product_id = :p "
+            "AND status = 'available' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id), "
+            "l AS (INSERT INTO ref_order_lines (order_id, product_id, qty, unit) "
+            "SELECT id, :p, 1, total FROM o), "
+            "e AS (INSERT INTO ref_order_events (order_id, to_status, note) "
+            "SELECT id, 'pending', 'placed' FROM o), "
+            "pay AS (INSERT INTO ref_payments (order_id, reference, amount, currency, status) "
+            "SELECT id, :r, total, 'CNY', 'started' FROM o) "
+            "SELECT count(*) FROM code"),
+            {"t": TENANT, "p": PRODUCT, "n": secrets.token_hex(6), "r": reference,
+             "h": hashlib.sha256(secrets.token_bytes(24)).digest(),
+             "e": request.form.get("email", "")}).scalar_one()
+        if not claimed:
+            raise SoldOut
+    return "", 302, {"Location": f"/pay/sandbox/{reference}"}
+
+
+@app.post("/notify-one")
+def notify_one():
+    body = request.get_data()
+    stamp, _, signature = request.headers.get("X-Sandbox-Signature", "").partition(",v1=")
+    expected = hmac.new(SECRET, f"{stamp[2:]}.".encode() + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        return "refused: signature\n", 400
+    event = json.loads(body)
+    with engine.begin() as c:
+        found = c.execute(text(
+            "WITH pay AS (SELECT p.id, p.order_id FROM ref_payments p JOIN ref_orders o "
+            "ON o.id = p.order_id WHERE p.reference = :r AND o.tenant_id = :t "
+            "AND p.amount = :a AND p.currency = :c), "
+            "n AS (INSERT INTO ref_notifications (gateway, event_id, payment_id, body) "
+            "SELECT 'sandbox', :e, id, :b FROM pay ON CONFLICT DO NOTHING "
+            "RETURNING payment_id), "
+            "o AS (UPDATE ref_orders SET status = 'paid', paid_at = now() "
+            "WHERE id = (SELECT order_id FROM pay) AND status = 'pending' "
+            "AND EXISTS (SELECT 1 FROM n) RETURNING id), "
+            "p2 AS (UPDATE ref_payments SET status = 'succeeded' "
+            "WHERE id IN (SELECT payment_id FROM n) AND EXISTS (SELECT 1 FROM o)), "
+            "ev AS (INSERT INTO ref_order_events (order_id, from_status, to_status, note) "
+            "SELECT id, 'pending', 'paid', 'sandbox notification' FROM o), "
+            "ob AS (INSERT INTO ref_outbox (kind, order_id) SELECT 'deliver', id FROM o) "
+            "SELECT count(*) FROM pay"),
+            {"r": event["reference"], "t": event["tenant_id"], "a": event["amount"],
+             "c": event["currency"], "e": event["event_id"], "b": body.decode()}).scalar_one()
+    return "ok" if found else ("refused: payment\n", 400)
+'''
+
+
+def signed_notification(reference: str, tenant_id: int, secret: str) -> tuple[bytes, dict]:
+    """A succeeded sandbox notification for a payment: its body and headers (HMAC-signed)."""
+    body = json.dumps({"event_id": f"evt_{secrets.token_hex(8)}", "reference": reference,
+                       "tenant_id": tenant_id, "status": "succeeded", "amount": 100,
+                       "currency": "CNY"}, separators=(",", ":")).encode()
+    stamp = int(time.time())
+    signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, {"Content-Type": "application/json",
+                  "X-Sandbox-Signature": f"t={stamp},v1={signature}"}
 
 
 def env_for(db_url: str, redis_url: str | None) -> dict:
@@ -263,17 +451,9 @@ def main() -> None:
             if not target.startswith("/pay/sandbox/"):
                 return False
             steps.add(2 if "requests" not in state else 3)
-            reference = target.rsplit("/", 1)[1]
-            body = json.dumps({"event_id": f"evt_{secrets.token_hex(8)}", "reference": reference,
-                               "tenant_id": int(tenant_id), "status": "succeeded", "amount": 100,
-                               "currency": "CNY"}, separators=(",", ":")).encode()
-            stamp = int(time.time())
-            signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body,
-                                 hashlib.sha256).hexdigest()
-            status, _, answer = request(
-                kameng.port, "POST", "/pay/notify/sandbox", host=host, body=body,
-                headers={"Content-Type": "application/json",
-                         "X-Sandbox-Signature": f"t={stamp},v1={signature}"})
+            body, headers = signed_notification(target.rsplit("/", 1)[1], int(tenant_id), secret)
+            status, _, answer = request(kameng.port, "POST", "/pay/notify/sandbox", host=host,
+                                        body=body, headers=headers)
             return status == 200 and answer == b"ok"
 
         def kameng_floor(state):
@@ -312,6 +492,52 @@ def main() -> None:
                                 capture_output=True, text=True)
         exact = paid == delivered == sold and not twice and ledger.returncode == 0
 
+        # -- the hand-written reference paid path ---------------------------------------------
+        (workdir / "reference_app.py").write_text(REFERENCE_APP)
+        reference_env = {**minimal_env, "REFERENCE_DB": minimal_env["MINIMAL_DB"],
+                         "REFERENCE_TENANT": tenant_id, "REFERENCE_PRODUCT": minimal_product_id,
+                         "REFERENCE_SECRET": secret}
+        reference = Server("reference_app:app", reference_env, args.workers, workdir)
+        servers.append(reference)
+
+        def reference_order(suffix: str):
+            def one(state):
+                body = urlencode({"email": f"{secrets.token_hex(5)}@bench.test"}).encode()
+                status, headers, _ = request(
+                    reference.port, "POST", f"/checkout{suffix}", host=host, body=body,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+                if status != 302:
+                    return False
+                body, headers = signed_notification(headers["Location"].rsplit("/", 1)[1],
+                                                    int(tenant_id), secret)
+                status, _, answer = request(reference.port, "POST", f"/notify{suffix}",
+                                            host=host, body=body, headers=headers)
+                return status == 200 and answer == b"ok"
+            return one
+
+        lanes = {}
+        for suffix in ("", "-one"):  # a statement per step; one statement per request
+            run_load(3, args.clients, reference_order(suffix))  # warm up
+            lanes[suffix] = run_load(args.seconds, args.clients, reference_order(suffix))
+        reference.stop()
+        servers.remove(reference)
+        with psycopg.connect(url, autocommit=True) as conn:
+            r_orders, r_paid, r_events, r_outbox = conn.execute(
+                "SELECT (SELECT count(*) FROM ref_orders), "
+                "(SELECT count(*) FROM ref_orders WHERE status = 'paid'), "
+                "(SELECT count(*) FROM ref_order_events WHERE to_status = 'paid'), "
+                "(SELECT count(*) FROM ref_outbox)").fetchone()
+        r_done, r_errors, r_lat = lanes[""]
+        reference_rps = r_done / args.seconds
+        one_done, one_errors, one_lat = lanes["-one"]
+        one_rps = one_done / args.seconds
+        print(f"hand-written reference paid path: {reference_rps:.1f} orders/s ({r_errors} "
+              f"errors); in one statement per request: {one_rps:.1f} orders/s ({one_errors} "
+              f"errors); {r_orders} orders, {r_paid} paid, {r_events} paid events, {r_outbox} "
+              "outbox rows (warm-ups included)", flush=True)
+        if not r_orders == r_paid == r_events == r_outbox:
+            raise SystemExit("the reference paid path lost or doubled a payment: see above")
+
         def p(values, q):
             return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 2 else 0
 
@@ -328,13 +554,19 @@ def main() -> None:
         print("|---|---|---|---|---|")
         print(f"| minimal endpoint (1 request/order) | {minimal_rps:.1f} | {p(m_lat, 50):.0f} | "
               f"{p(m_lat, 99):.0f} | {m_errors} |")
+        print(f"| hand-written SQL paid path, no ORM (2 requests/order: checkout, notify) | "
+              f"{reference_rps:.1f} | {p(r_lat, 50):.0f} | {p(r_lat, 99):.0f} | {r_errors} |")
+        print(f"| the same, one SQL statement per request (data-modifying CTEs) | "
+              f"{one_rps:.1f} | {p(one_lat, 50):.0f} | {p(one_lat, 99):.0f} | {one_errors} |")
         print(f"| Kameng floor: 2 requests per order that only resolve their shop (GET "
               f"/lang/en: {floor_rps:.1f} requests/s) | {floor_rps / 2:.1f} | "
               f"{p(f_lat, 50):.0f} | {p(f_lat, 99):.0f} | {f_errors} |")
         print(f"| kameng checkout -> sandbox notify -> paid ({per_order} requests/order, {mode}) | "
               f"{kameng_rps:.1f} | {p(k_lat, 50):.0f} | {p(k_lat, 99):.0f} | {k_errors} |")
         print(f"\nratio {ratio:.2f}x (target >= 0.50): {'PASS' if ratio >= 0.5 else 'FAIL'}; "
-              f"the floor alone: {floor_rps / 2 / minimal_rps:.2f}x")
+              f"the floor alone: {floor_rps / 2 / minimal_rps:.2f}x; the paid path written by "
+              f"hand in SQL: {reference_rps / minimal_rps:.2f}x, in one statement per request: "
+              f"{one_rps / minimal_rps:.2f}x")
         if not exact:
             raise SystemExit("orders were not delivered exactly once: see above")
     finally:
