@@ -94,6 +94,9 @@ def init_app(app: Flask) -> None:
 
     app.add_template_global(order_status_label)
     app.add_template_global(movement_label)
+    from .billing.service import billing_status_label
+
+    app.add_template_global(billing_status_label)
 
 
 def _compile_if_missing() -> None:

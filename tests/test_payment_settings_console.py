@@ -321,7 +321,7 @@ def test_credit_a_shops_wallet_exactly_once(admin, console, in_app, shop):
     assert ledger_problems(in_app) == []
     # The shop sees it on its payments page.
     page = body(console.get("/admin/payments"))
-    assert "¥100.00" in page and "Welcome credit" in page and "platform funding" in page
+    assert "¥100.00" in page and "Welcome credit" in page and "credit from the platform" in page
     # A fresh form (a new token) credits again.
     token = TOKEN_RE.search(body(admin.get(f"/payments/wallets/{shop.id}"))).group(1)
     followed(admin, admin.submit(f"/payments/wallets/{shop.id}",

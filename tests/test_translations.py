@@ -171,3 +171,40 @@ def test_dates_follow_the_language_and_money_keeps_its_symbol(app):
             assert datetime_text(moment).replace("\u202f", " ") == "Nov 26, 2026, 3:30 PM"
             assert format_money(-1234, "CNY") == "-¥12.34"
         assert date_text(None) == datetime_text(None) == ""
+
+
+def _ledger_kinds() -> set[str]:
+    """Every kind of ledger transaction the code posts: the literal `kind` of each
+    ledger.post / transfer (second argument) and capture_hold (third)."""
+    import ast
+
+    kinds = set()
+    for path in (ROOT / "kameng").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            position = {"post": 1, "transfer": 1, "capture_hold": 2}.get(node.func.attr)
+            if position is None or ast.unparse(node.func.value) != "ledger":
+                continue
+            if len(node.args) > position and isinstance(node.args[position], ast.Constant):
+                kinds.add(node.args[position].value)
+    return kinds
+
+
+def test_statuses_and_wallet_movements_are_named_in_the_page_language(app):
+    """Billing statuses and every kind of wallet movement show as words, not as raw keys."""
+    from kameng.billing.service import billing_status_label
+    from kameng.orders.labels import movement_label
+
+    subscription = ("trialing", "active", "past_due", "suspended", "cancelled")
+    invoice = ("open", "paid", "void")
+    movements = _ledger_kinds()
+    assert {"wallet_payment", "supply_cost", "platform_funding"} <= movements
+    with app.test_request_context(), force_locale("zh_CN"):
+        for status in subscription + invoice:
+            assert re.search(r"[\u4e00-\u9fff]", billing_status_label(status)), status
+        for kind in movements:
+            assert re.search(r"[\u4e00-\u9fff]", movement_label(kind)), kind
+    with app.test_request_context(), force_locale("en"):
+        assert billing_status_label("past_due") == "Past due"
+        assert movement_label("supply_cost") == "Supply cost"

@@ -40,7 +40,8 @@ class ScopesField(SelectMultipleField):
 
 
 def _scope_choices(scopes: dict[str, str]) -> list[SelectChoice]:
-    return [SelectChoice(name, f"{name}: {what}") for name, what in scopes.items()]
+    return [SelectChoice(name, _l("%(scope)s: %(what)s", scope=name, what=what))
+            for name, what in scopes.items()]
 
 
 class StaffKeyForm(Form):

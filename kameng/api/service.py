@@ -45,15 +45,15 @@ MAX_KEYS_PER_SHOP = 200
 
 # scope -> what it allows (shown in the consoles and the reference page)
 STAFF_SCOPES = {
-    "catalog": "read products, prices and stock",
-    "orders": "read the shop's orders",
-    "manage": "manage webhooks and read the shop's wallet at the platform",
+    "catalog": _l("read products, prices and stock"),
+    "orders": _l("read the shop's orders"),
+    "manage": _l("manage webhooks and read the shop's wallet at the platform"),
 }
 BUYER_SCOPES = {
-    "catalog": "read products at the buyer's level price",
-    "orders": "place orders paid from the buyer's wallet, read them and their content",
+    "catalog": _l("read products at the buyer's level price"),
+    "orders": _l("place orders paid from the buyer's wallet, read them and their content"),
 }
-PLATFORM_SCOPES = {"platform": "create, suspend and resume shops; read their billing"}
+PLATFORM_SCOPES = {"platform": _l("create, suspend and resume shops; read their billing")}
 # Roles whose staff may hold a key with the manage scope.
 MANAGE_ROLES = ("owner", "manager")
 

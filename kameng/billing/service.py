@@ -703,6 +703,23 @@ def list_subscriptions() -> list[SubscriptionRow]:
             for subscription, tenant in rows]
 
 
+BILLING_STATUS_LABELS = {  # subscriptions, then invoices
+    "trialing": _l("Trial"),
+    "active": _l("Active"),
+    "past_due": _l("Past due"),
+    "suspended": _l("Suspended"),
+    "cancelled": _l("Cancelled"),
+    "open": _l("Open"),
+    "paid": _l("Paid"),
+    "void": _l("Void"),
+}
+
+
+def billing_status_label(status: str) -> str:
+    """A subscription's or an invoice's status named for people, in the page's language."""
+    return str(BILLING_STATUS_LABELS.get(status) or status.replace("_", " "))
+
+
 def invoice_kind_label(kind: str) -> str:
     if kind == "monthly":
         return _("Monthly")

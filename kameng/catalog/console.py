@@ -87,7 +87,10 @@ def _confirm_button() -> None:
         abort(400)
 
 
-def _category_choices(form_field, categories, empty="— none —") -> None:
+NO_CATEGORY = _l("— none —")
+
+
+def _category_choices(form_field, categories, empty=NO_CATEGORY) -> None:
     form_field.choices = options([("", empty)] + [(c.id, c.name) for c in categories])
 
 

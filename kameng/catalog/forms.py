@@ -156,7 +156,10 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-def _sort_field(label="Sort order (lower first)"):
+SORT_LABEL = _l("Sort order (lower first)")
+
+
+def _sort_field(label=SORT_LABEL):
     return IntegerField(label, validators=[InputRequired(), NumberRange(-MAX_SORT, MAX_SORT)],
                         default=0)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -30,11 +31,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..extensions import db
 from ..tenants.scoping import TenantScoped
 
-DELIVERY_KINDS = {
-    "card": "Card code from stock",
-    "text": "Fixed content",
-    "manual": "Manual fulfilment",
-    "topup": "Direct top-up",
+DELIVERY_KINDS = {  # kind -> its label (lazy: shown in the page's language)
+    "card": _l("Card code from stock"),
+    "text": _l("Fixed content"),
+    "manual": _l("Manual fulfilment"),
+    "topup": _l("Direct top-up"),
 }
 INPUT_TYPES = ("text", "email", "number", "tel")
 MARKUP_KINDS = ("percent", "fixed")

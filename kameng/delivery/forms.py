@@ -26,7 +26,7 @@ TEXT_SETTINGS = ("order_path", "query_path", "auth_header", "auth_value", "idemp
                  "status_field", "reference_field", "message_field", "content_field")
 
 
-def _text(label: str, description: str = "", limit: int = 200) -> StringField:
+def _text(label, description="", limit: int = 200) -> StringField:
     return StringField(label, validators=[Optional(), Length(max=limit)], description=description)
 
 
@@ -47,26 +47,31 @@ class SupplierForm(Form):
     cred_api_secret = PasswordField(_l("API secret (Kameng shop)"),
                                     validators=[Optional(), Length(max=CREDENTIAL_MAX)])
     # Settings of the JSON protocol (see kameng/delivery/adapters.py).
-    order_path = _text("Order path", "POSTed to place an order, e.g. /order.")
-    query_path = _text("Query path", "GET to read an order; {reference} is the supplier's "
-                                     "order id, {idempotency_key} ours.")
+    order_path = _text(_l("Order path"), _l("POSTed to place an order, e.g. /order."))
+    query_path = _text(_l("Query path"), _l("GET to read an order; {reference} is the "
+                                            "supplier's order id, {idempotency_key} ours."))
     body = TextAreaField(
         _l("Request body (JSON)"), validators=[Optional(), Length(max=5000)],
         description=_l("Placeholders: {product} (upstream product code), {qty}, {order}, "
                        "{idempotency_key}, {inputs} (all buyer inputs), {input.<name>} "
                        "(one of them, e.g. {input.account}), {api_key}."))
-    auth_header = _text("Credential header", "Header carrying the API key; empty for none.")
-    auth_value = _text("Credential header value", "e.g. Bearer {api_key}.")
-    idempotency_header = _text("Idempotency header", "Carries our idempotency key; empty "
-                                                     "for none.")
-    status_field = _text("Status field", "Where the answer gives the status, e.g. data.status.")
-    success_values = _text("Success values", "Comma-separated, e.g. success, 1.", 1300)
-    pending_values = _text("Pending values", "Comma-separated, e.g. pending, processing.", 1300)
-    failure_values = _text("Failure values", "Comma-separated, e.g. failed, refunded.", 1300)
-    reference_field = _text("Reference field", "The supplier's order id, e.g. data.order_id.")
-    message_field = _text("Message field", "Its explanation, e.g. msg.")
-    content_field = _text("Delivered content field", "Optional: text the buyer receives "
-                                                     "(a code, a receipt).")
+    auth_header = _text(_l("Credential header"),
+                        _l("Header carrying the API key; empty for none."))
+    auth_value = _text(_l("Credential header value"), _l("e.g. Bearer {api_key}."))
+    idempotency_header = _text(_l("Idempotency header"),
+                               _l("Carries our idempotency key; empty for none."))
+    status_field = _text(_l("Status field"),
+                         _l("Where the answer gives the status, e.g. data.status."))
+    success_values = _text(_l("Success values"), _l("Comma-separated, e.g. success, 1."), 1300)
+    pending_values = _text(_l("Pending values"),
+                           _l("Comma-separated, e.g. pending, processing."), 1300)
+    failure_values = _text(_l("Failure values"),
+                           _l("Comma-separated, e.g. failed, refunded."), 1300)
+    reference_field = _text(_l("Reference field"),
+                            _l("The supplier's order id, e.g. data.order_id."))
+    message_field = _text(_l("Message field"), _l("Its explanation, e.g. msg."))
+    content_field = _text(_l("Delivered content field"),
+                          _l("Optional: text the buyer receives (a code, a receipt)."))
 
     def credential_values(self) -> dict[str, str]:
         return {name.removeprefix(FIELD_PREFIX): (field.data or "").strip()

@@ -25,6 +25,13 @@ MOVEMENT_LABELS = {
     "points_redeemed": _l("Points redeemed"),
     "points_returned": _l("Points returned"),
     "points_reversed": _l("Points reversed"),
+    # a shop's wallet at the platform
+    "supply_cost": _l("Supply cost"),
+    "platform_funding": _l("Credit from the platform"),
+    "shop_topup": _l("Shop wallet top-up"),
+    "invoice_payment": _l("Invoice payment"),
+    "platform_collection": _l("Collected by the platform"),
+    "platform_refund": _l("Refunded by the platform"),
 }
 
 
@@ -34,5 +41,5 @@ def order_status_label(status: str) -> str:
 
 
 def movement_label(kind: str) -> str:
-    """A ledger transaction's kind as the buyer's wallet history names it."""
+    """A ledger transaction's kind as a wallet's history names it (a buyer's or a shop's)."""
     return str(MOVEMENT_LABELS.get(kind) or kind.replace("_", " ").capitalize())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -21,10 +22,10 @@ from ..extensions import db
 from ..tenants.scoping import TenantScoped
 
 WEBHOOK_EVENTS = {
-    "order.paid": "An order was paid",
-    "order.delivered": "An order was delivered",
-    "order.failed": "A delivery failed",
-    "stock.low": "A product's stock fell below its threshold",
+    "order.paid": _l("An order was paid"),
+    "order.delivered": _l("An order was delivered"),
+    "order.failed": _l("A delivery failed"),
+    "stock.low": _l("A product's stock fell below its threshold"),
 }
 
 

@@ -137,8 +137,8 @@ class EpayGateway(Gateway):
             raise GatewayError(_l("Mode is either redirect or mapi."))
 
     def _too_slow(self, where: str):
-        return _l("%(where)s did not answer within %(seconds)s s.", where=where,
-                  seconds=f"{self.timeout:g}")
+        seconds = format(self.timeout, "g")
+        return _l("%(where)s did not answer within %(seconds)s s.", where=where, seconds=seconds)
 
     def _setting(self, name: str) -> str:
         return str(self.credentials.get(name) or "").strip()
