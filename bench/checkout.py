@@ -188,14 +188,26 @@ def checkout():
     return "", 302, {"Location": f"/pay/sandbox/{reference}"}
 
 
-@app.post("/notify")
-def notify():
+class BadSignature(Exception):
+    pass
+
+
+app.register_error_handler(BadSignature, lambda error: ("refused: signature\n", 400))
+
+
+def verified() -> tuple[bytes, dict]:
+    """The notification's body and event, its HMAC signature checked (else BadSignature)."""
     body = request.get_data()
     stamp, _, signature = request.headers.get("X-Sandbox-Signature", "").partition(",v1=")
     expected = hmac.new(SECRET, f"{stamp[2:]}.".encode() + body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature):
-        return "refused: signature\n", 400
-    event = json.loads(body)
+        raise BadSignature
+    return body, json.loads(body)
+
+
+@app.post("/notify")
+def notify():
+    body, event = verified()
     with engine.begin() as c:
         row = c.execute(text(
             "SELECT p.id, p.amount, p.currency, o.id, o.tenant_id FROM ref_payments p "
@@ -256,12 +268,7 @@ def checkout_one():
 
 @app.post("/notify-one")
 def notify_one():
-    body = request.get_data()
-    stamp, _, signature = request.headers.get("X-Sandbox-Signature", "").partition(",v1=")
-    expected = hmac.new(SECRET, f"{stamp[2:]}.".encode() + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature):
-        return "refused: signature\n", 400
-    event = json.loads(body)
+    body, event = verified()
     with engine.begin() as c:
         found = c.execute(text(
             "WITH pay AS (SELECT p.id, p.order_id FROM ref_payments p JOIN ref_orders o "
