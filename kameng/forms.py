@@ -41,10 +41,6 @@ class Change:
     def failed(self) -> bool:
         return self.error is not None
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
     def __enter__(self) -> Change:
         return self
 

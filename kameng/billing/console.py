@@ -121,7 +121,7 @@ def plan_edit(plan_id: int):
         with committing(form) as attempt:
             billing.save_plan(plan, form.terms())
             record(platform_actor(), "plan.changed", tenant_id=None, target=plan.code)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Plan '%(name)s' saved.", name=plan.name))
             return redirect(url_for(".plan_list"))
     return render_template("platform_billing/plan.html", plan=plan, form=form,
@@ -220,7 +220,7 @@ def _change_invoice(invoice_id: int, change, action: str, done: str):
         change(invoice)
         record(platform_actor(), action, tenant_id=invoice.tenant_id, target=invoice.number,
                total=invoice.total)
-    if attempt.ok:
+    if not attempt.failed:
         flash(done % {"number": invoice.number})
     return redirect(url_for(".invoice", invoice_id=invoice_id))
 

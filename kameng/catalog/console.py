@@ -236,7 +236,7 @@ def product_new():
                 shop, name=form.name.data, price=form.price.amount,
                 category_id=form.category_id.data, **_own_details(form),
             )
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Product '%(title)s' created.", title=product.title))
             return redirect(url_for(".product_edit", product_id=product.id))
     return render_template("catalog/product_new.html", form=form), _status(form)
@@ -318,7 +318,7 @@ def product_edit(product_id: int):
                     product, name=form.name.data, price=form.price.amount,
                     category_id=form.category_id.data, sort=details.pop("sort"), **details,
                 )
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Product saved."))
             return redirect(url_for(".product_edit", product_id=product.id))
     return _product_page(product, form=form, status=_status(form))
@@ -334,7 +334,7 @@ def product_markup(product_id: int):
             catalog.set_markup_rule(shop, scope="product", product_id=product.id,
                                     kind=form.kind.data, value=form.units,
                                     rounding=form.rounding.data)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Markup of this product saved."))
             return redirect(url_for(".product_edit", product_id=product.id) + "#markup")
     return _product_page(product, markup_form=form, status=422)
@@ -386,7 +386,7 @@ def product_bulk_prices(product_id: int):
     if form.validate_on_submit():
         with committing(form) as attempt:
             catalog.set_bulk_prices(product, form.price_breaks())
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Bulk prices saved."))
             return redirect(url_for(".product_edit", product_id=product.id) + "#bulk-prices")
     return _product_page(product, bulk_form=form, status=422)
@@ -498,7 +498,7 @@ def category_list():
     if form.validate_on_submit():
         with committing(form) as attempt:
             category = catalog.create_category(shop, form.name.data, form.sort.data)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Category '%(name)s' created.", name=category.name))
             return redirect(url_for(".category_list"))
     return render_template(
@@ -517,7 +517,7 @@ def category_edit(category_id: int):
         with committing(form) as attempt:
             catalog.update_category(category, name=form.name.data, sort=form.sort.data,
                                     active=form.active.data)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Category saved."))
             return redirect(url_for(".category_list"))
     return render_template(
@@ -578,7 +578,7 @@ def pricing():
         with committing(form) as attempt:
             catalog.set_markup_rule(shop, scope="shop", kind=form.kind.data, value=form.units,
                                     rounding=form.rounding.data)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Shop markup saved."))
             return redirect(url_for(".pricing"))
     return _pricing_page(shop_form=form, status=422)
@@ -594,7 +594,7 @@ def pricing_rule_save():
             catalog.set_markup_rule(shop, scope="category", category_id=form.category_id.data,
                                     kind=form.kind.data, value=form.units,
                                     rounding=form.rounding.data)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Category markup saved."))
             return redirect(url_for(".pricing") + "#category-rules")
     return _pricing_page(rule_form=form, status=422)
@@ -608,7 +608,7 @@ def pricing_rule_delete(rule_id: int):
     product_id = rule.product_id if rule.scope == "product" else None
     with committing() as attempt:
         catalog.delete_markup_rule(shop, rule)
-    if attempt.ok:
+    if not attempt.failed:
         flash(_("Markup rule removed."))
     if product_id is not None:
         return redirect(url_for(".product_edit", product_id=product_id) + "#markup")
@@ -628,7 +628,7 @@ def level_create():
     if form.validate_on_submit():
         with committing(form) as attempt:
             level = _save_level(shop, None, form)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Buyer level '%(name)s' created.", name=level.name))
             return redirect(url_for(".pricing") + "#levels")
     return _pricing_page(level_form=form, status=422)
@@ -647,7 +647,7 @@ def level_edit(level_id: int):
     if form.validate_on_submit():
         with committing(form) as attempt:
             _save_level(shop, level, form)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Buyer level saved."))
             return redirect(url_for(".pricing") + "#levels")
     return render_template(
@@ -662,7 +662,7 @@ def level_delete(level_id: int):
     name = level.name
     with committing() as attempt:
         catalog.delete_level(level)
-    if attempt.ok:
+    if not attempt.failed:
         flash(_("Buyer level '%(name)s' deleted.", name=name))
     return redirect(url_for(".pricing") + "#levels")
 
@@ -709,7 +709,7 @@ def coupon_list():
                 coupon = catalog.create_coupon(shop, form.code.data or "", form.terms())
                 done = _("Coupon %(code)s created.", code=coupon.code)
                 target = url_for(".coupon_detail", coupon_id=coupon.id)
-        if attempt.ok:
+        if not attempt.failed:
             flash(done)
             return redirect(target)
     search = request.args.get("q", "").strip()[:40]

@@ -103,7 +103,7 @@ def _list(console: Console):
     if form.validate_on_submit():
         with committing(form) as attempt:
             supplier = _save(console, None, form)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Supplier '%(name)s' created.", name=supplier.name))
             return redirect(url_for(f"{console.endpoint}.supplier_edit",
                                     supplier_id=supplier.id))
@@ -116,7 +116,7 @@ def _edit(console: Console, supplier_id: int):
     if form.validate_on_submit():
         with committing(form) as attempt:
             _save(console, supplier, form)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Supplier '%(name)s' saved.", name=supplier.name))
             return redirect(url_for(f"{console.endpoint}.supplier_edit",
                                     supplier_id=supplier.id))

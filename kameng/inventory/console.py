@@ -135,7 +135,7 @@ def _import(target, actor: Actor, render: Callable):
             report = import_codes(target, _lines_to_import(form), actor=actor)
             if report.total == 0:
                 raise DomainError(_l("No codes were found in what you sent."), field="codes")
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Import finished: %(summary)s.", summary=report.summary()))
             return redirect(_codes_url(target))
     return render(target, import_form=form, status=422)
@@ -153,7 +153,7 @@ def _change(target, actor: Actor, change: Callable, done: str):
         return redirect(_codes_url(target))
     with committing() as attempt:
         count = change(target, code_ids, actor=actor)
-    if attempt.ok:
+    if not attempt.failed:
         if done == "voided":
             flash(ngettext("%(num)d code voided.", "%(num)d codes voided.", count))
         else:

@@ -52,7 +52,7 @@ def register():
                 password=form.password.data,
                 name=form.name.data or "",
             )
-        if attempt.ok:
+        if not attempt.failed:
             start_session(customer)
             return redirect(url_for(".account"))
     if form.errors or form.form_errors:
@@ -116,7 +116,7 @@ def reset_password(token: str):
     if form.validate_on_submit():
         with committing(form) as attempt:
             members.reset_password(shop.id, token, form.password.data)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Your password was changed. Log in with the new one."))
             return redirect(url_for(".login"))
     if request.method == "POST":
@@ -179,7 +179,7 @@ def change_password():
         customer = current_user._get_current_object()
         with committing(form) as attempt:
             members.change_password(customer, current=form.current.data, new=form.password.data)
-        if attempt.ok:
+        if not attempt.failed:
             start_session(customer)  # the old session id named the old session token
             flash(_("Your password was changed. Other devices were logged out."))
             return redirect(url_for(".account"))

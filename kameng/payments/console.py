@@ -158,7 +158,7 @@ def gateway_save(gateway: str):
             registry.save_credentials(shop, gateway, form.values(), enabled=form.enabled.data)
             record(staff_actor(), "payments.credentials_changed", tenant_id=shop.id,
                    target=gateway, fields=form.changed_fields(), enabled=form.enabled.data)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("%(label)s settings saved.", label=kind.label))
             return redirect(url_for(".settings") + f"#gateway-{gateway}")
     return _settings_page(submitted=(gateway, form), status=422)
@@ -221,7 +221,7 @@ def platform_gateway_save(gateway: str):
             record(platform_actor(), "payments.credentials_changed", tenant_id=None,
                    target=f"platform:{gateway}", fields=form.changed_fields(),
                    enabled=form.enabled.data)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("The platform's %(label)s account is saved.", label=kind.label))
             return redirect(url_for(".accounts") + f"#gateway-{gateway}")
     return _accounts_page(submitted=(gateway, form), status=422)

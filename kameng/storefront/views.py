@@ -133,13 +133,14 @@ def shop_stock() -> dict[int, int | None]:
     return service.shelf_stock(front, tuple(p.card for p in priced))
 
 
-def stock_shown(items: Iterable[service.ShelfItem]) -> tuple[cache.Shown, ...]:
-    """How a page showing these shelf items shows their stock: counts where the shop shows
-    them, else only in stock / sold out (sold out below the fewest units one can buy)."""
+def stock_shown(products: Iterable) -> tuple[cache.Shown, ...]:
+    """How a page showing these products (or their shelf cards) shows their stock: counts
+    where the shop shows them, else only in stock / sold out (sold out below the fewest units
+    one can buy)."""
     front = current_front()
     exact = service.shows_stock_numbers(current_tenant(), front.look.settings)
-    return tuple((item.product.id, None if exact else item.product.quantity_range[0])
-                 for item in items)
+    return tuple((product.id, None if exact else product.quantity_range[0])
+                 for product in products)
 
 
 def cached_page(name: tuple, render: Callable[[], str], shows: Iterable[cache.Shown] = (),
@@ -191,7 +192,7 @@ def _own(page: str) -> str:
 
 @bp.get("/")
 def home():
-    return cached_page(("home",), home_page, shows=stock_shown(_shelf()))
+    return cached_page(("home",), home_page, shows=stock_shown(item.product for item in _shelf()))
 
 
 def home_page(**context) -> str:
@@ -206,7 +207,7 @@ def category(category_id: int):
     items = service.category_items(_shelf(), chosen)
     return cached_page(("category", category_id), lambda: render_shop(
         "category.html", category=chosen, items=service.category_items(_shelf(), chosen)),
-        shows=stock_shown(items))
+        shows=stock_shown(item.product for item in items))
 
 
 @bp.get("/search")
@@ -225,7 +226,10 @@ def product(product_id: int):
         # The same for every guest without a session (the fast lane replays it and counts the
         # view); a guest with a session gets it too, with their own CSRF token put in.
         with_token = checkout_needs_csrf()
-        on_shelf = [item for item in _shelf() if item.product.id == product_id]
+        front = current_front()  # the guest prices' shelf, without its stock (cached_page counts)
+        on_shelf = [p.card for p in service.priced_shelf(front, front.guest_level_id,
+                                                           current_tenant)
+                    if p.card.id == product_id]
         page = cached_page(("product", product_id),
                            lambda: product_page(product_id, stock=shop_stock())[0],
                            shows=stock_shown(on_shelf) if on_shelf else ((product_id, None),),

@@ -222,7 +222,7 @@ def category_list():
     if form.validate_on_submit():
         with committing(form) as attempt:
             category = catalog.create_supply_category(form.name.data, form.sort.data or 0)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Supply category '%(name)s' created.", name=category.name))
             return redirect(url_for(".category_list"))
     return render_template(
@@ -241,7 +241,7 @@ def category_edit(category_id: int):
         with committing(form) as attempt:
             catalog.update_supply_category(category, name=form.name.data,
                                            sort=form.sort.data or 0, active=form.active.data)
-        if attempt.ok:
+        if not attempt.failed:
             flash(_("Supply category '%(name)s' saved.", name=category.name))
             return redirect(url_for(".category_list"))
     return render_template(

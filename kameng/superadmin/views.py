@@ -175,7 +175,7 @@ def _change_status(tenant_id: int, change, done: str, action: str):
     with committing() as attempt:
         change(tenant)
         record(platform_actor(), action, tenant_id=tenant.id, target=tenant.slug)
-    if attempt.ok:
+    if not attempt.failed:
         current_app.logger.info("tenant %s %s by %s", tenant.slug, done, current_user.email)
         if done == "suspended":
             flash(_("Shop '%(slug)s' suspended.", slug=tenant.slug))
@@ -273,7 +273,7 @@ def _account_change(user_id: int, change, done: str):
     _confirm_button()
     with committing() as attempt:
         change(user)
-    if attempt.ok:
+    if not attempt.failed:
         flash(done % {"email": user.email})
     return redirect(url_for(".account_list"))
 

@@ -69,7 +69,7 @@ def domain_verify(domain_id: int):
     _confirm_button()
     with committing() as attempt:
         service.verify_domain(domain, actor=staff_actor())
-    if attempt.ok:
+    if not attempt.failed:
         flash(_("%(host)s is verified: your shop now answers on it.", host=domain.host))
     return redirect(url_for(".domain_list") + f"#domain-{domain.id}")
 
